@@ -1,0 +1,459 @@
+//! The record batch: the unit that is written, checksummed and recovered.
+//!
+//! | byte | field | type | meaning |
+//! |---:|---|---|---|
+//! | 0 | `length` | u32 | bytes in the whole batch, this header included (≥ 48) |
+//! | 4 | `crc` | u32 | CRC-32 (IEEE, `crc32fast`) of bytes `[8, length)` |
+//! | 8 | `magic` | u8 | batch format version, 1 |
+//! | 9 | `attributes` | u8 | bit 0: timestamp type (0 CreateTime, 1 LogAppendTime); others 0 |
+//! | 10 | reserved | u16 | 0 |
+//! | 12 | `last_offset_delta` | u32 | last offset − base offset |
+//! | 16 | `base_offset` | u64 | offset of the first record |
+//! | 24 | `base_timestamp` | i64 | timestamp of the first record |
+//! | 32 | `max_timestamp` | i64 | largest record timestamp |
+//! | 40 | `record_count` | u32 | records in the batch |
+//! | 44 | reserved | u32 | 0 |
+//! | 48 | records | | `record_count` records, back to back |
+//!
+//! All integers little-endian. Each record:
+//!
+//! | field | encoding |
+//! |---|---|
+//! | length | varint: bytes after this field |
+//! | attributes | u8, 0 |
+//! | timestamp delta | zig-zag varint, `timestamp − base_timestamp` |
+//! | offset delta | varint, `offset − base_offset` |
+//! | key | zig-zag varint length (−1 = none), bytes |
+//! | value | zig-zag varint length (−1 = tombstone), bytes |
+//! | header count | varint |
+//! | headers | per header: zig-zag varint key length, UTF-8 key, zig-zag varint value length (−1 = null), bytes |
+//!
+//! Varints are unsigned LEB128; zig-zag maps signed to unsigned as in protobuf. The CRC covers
+//! every byte after itself, so a torn write, a zero-filled tail or appended garbage cannot pass
+//! as a batch, and a zero length (the start of a preallocated, never-written region) is never a
+//! valid batch.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::error::CorruptKind;
+use crate::record::{Record, RecordRef};
+
+/// Bytes in a batch header.
+pub const HEADER_LEN: usize = 48;
+/// Current batch format version.
+pub const MAGIC: u8 = 1;
+
+pub(crate) const OFF_LENGTH: usize = 0;
+pub(crate) const OFF_CRC: usize = OFF_LENGTH + 4;
+pub(crate) const OFF_MAGIC: usize = OFF_CRC + 4;
+pub(crate) const OFF_ATTRIBUTES: usize = OFF_MAGIC + 1;
+pub(crate) const OFF_RESERVED1: usize = OFF_ATTRIBUTES + 1;
+pub(crate) const OFF_LAST_DELTA: usize = OFF_RESERVED1 + 2;
+pub(crate) const OFF_BASE_OFFSET: usize = OFF_LAST_DELTA + 4;
+pub(crate) const OFF_BASE_TS: usize = OFF_BASE_OFFSET + 8;
+pub(crate) const OFF_MAX_TS: usize = OFF_BASE_TS + 8;
+pub(crate) const OFF_COUNT: usize = OFF_MAX_TS + 8;
+pub(crate) const OFF_RESERVED2: usize = OFF_COUNT + 4;
+const _: () = assert!(OFF_RESERVED2 + 4 == HEADER_LEN);
+
+/// Attribute bit: timestamps are log-append times.
+pub(crate) const ATTR_LOG_APPEND_TIME: u8 = 1;
+
+/// Hard upper bound on a batch length read from disk, whatever the configuration says. Lengths
+/// above it are corrupt by definition, so no allocation is ever driven past it.
+pub const MAX_BATCH_LEN: usize = i32::MAX as usize;
+
+/// Byte offsets of the header fields, for tests that damage them one by one.
+#[doc(hidden)]
+#[allow(dead_code)]
+pub const FIELD_OFFSETS: &[(&str, usize)] = &[
+    ("length", OFF_LENGTH),
+    ("crc", OFF_CRC),
+    ("magic", OFF_MAGIC),
+    ("attributes", OFF_ATTRIBUTES),
+    ("reserved1", OFF_RESERVED1),
+    ("last_offset_delta", OFF_LAST_DELTA),
+    ("base_offset", OFF_BASE_OFFSET),
+    ("base_timestamp", OFF_BASE_TS),
+    ("max_timestamp", OFF_MAX_TS),
+    ("record_count", OFF_COUNT),
+    ("reserved2", OFF_RESERVED2),
+];
+
+/// A parsed batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Total bytes of the batch.
+    pub length: u32,
+    /// Stored checksum.
+    pub crc: u32,
+    /// Attribute bits.
+    pub attributes: u8,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// `last_offset − base_offset`.
+    pub last_offset_delta: u32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Number of records.
+    pub record_count: u32,
+}
+
+impl BatchHeader {
+    /// Offset of the last record (or last offset the batch covers).
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset.saturating_add(u64::from(self.last_offset_delta))
+    }
+
+    /// One past [`last_offset`](Self::last_offset).
+    pub fn next_offset(&self) -> u64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    /// Parses and sanity-checks a header (not the CRC). `max_len` bounds the length field (the
+    /// bytes left in the file, say); a length outside `[HEADER_LEN, max_len]` is
+    /// [`CorruptKind::BatchLength`].
+    pub fn parse(buf: &[u8], max_len: usize) -> Result<BatchHeader, CorruptKind> {
+        let Some(h) = buf.get(..HEADER_LEN) else { return Err(CorruptKind::BatchLength) };
+        let length = LE::read_u32(&h[OFF_LENGTH..]);
+        let len = length as usize;
+        if len < HEADER_LEN || len > max_len.min(MAX_BATCH_LEN) {
+            return Err(CorruptKind::BatchLength);
+        }
+        if h[OFF_MAGIC] != MAGIC {
+            return Err(CorruptKind::BatchMagic);
+        }
+        let header = BatchHeader {
+            length,
+            crc: LE::read_u32(&h[OFF_CRC..]),
+            attributes: h[OFF_ATTRIBUTES],
+            last_offset_delta: LE::read_u32(&h[OFF_LAST_DELTA..]),
+            base_offset: LE::read_u64(&h[OFF_BASE_OFFSET..]),
+            base_timestamp: LE::read_i64(&h[OFF_BASE_TS..]),
+            max_timestamp: LE::read_i64(&h[OFF_MAX_TS..]),
+            record_count: LE::read_u32(&h[OFF_COUNT..]),
+        };
+        if header.attributes & !ATTR_LOG_APPEND_TIME != 0
+            || LE::read_u16(&h[OFF_RESERVED1..]) != 0
+            || LE::read_u32(&h[OFF_RESERVED2..]) != 0
+            || u64::from(header.record_count) > u64::from(header.last_offset_delta) + 1
+            || header.base_offset.checked_add(u64::from(header.last_offset_delta)).is_none_or(|l| l == u64::MAX)
+        {
+            return Err(CorruptKind::BatchInvalid);
+        }
+        Ok(header)
+    }
+}
+
+/// Checks a whole batch (`buf` is exactly `length` bytes): header, CRC and record framing.
+/// Returns the header. Never allocates.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, CorruptKind> {
+    let header = BatchHeader::parse(buf, buf.len())?;
+    if header.length as usize != buf.len() {
+        return Err(CorruptKind::BatchLength);
+    }
+    if crc32fast::hash(&buf[OFF_MAGIC..]) != header.crc {
+        return Err(CorruptKind::BatchChecksum);
+    }
+    // Walk the records: framing must fill the batch exactly, offsets strictly increase.
+    let mut it = RecordIter::new(buf, header);
+    let mut n = 0u32;
+    while let Some(r) = it.next_checked()? {
+        let _ = r;
+        n += 1;
+    }
+    if n != header.record_count || !it.rest_is_empty() {
+        return Err(CorruptKind::BatchInvalid);
+    }
+    Ok(header)
+}
+
+/// Iterates the records of a batch already checked with [`validate`].
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    header: BatchHeader,
+    rest: &'a [u8],
+    remaining: u32,
+    last_delta: Option<u64>,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Iterates the batch in `buf` (header included).
+    pub fn new(buf: &'a [u8], header: BatchHeader) -> Self {
+        RecordIter {
+            header,
+            rest: buf.get(HEADER_LEN..).unwrap_or(&[]),
+            remaining: header.record_count,
+            last_delta: None,
+        }
+    }
+
+    fn rest_is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The next record, or the reason the bytes are malformed.
+    pub fn next_checked(&mut self) -> Result<Option<RecordRef<'a>>, CorruptKind> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        let bad = CorruptKind::BatchInvalid;
+        let mut outer = Reader::new(self.rest);
+        let len = outer.uvarint().ok_or(bad)?;
+        let len = usize::try_from(len).map_err(|_| bad)?;
+        let body = outer.take(len).ok_or(bad)?;
+        self.rest = outer.rest();
+
+        let mut r = Reader::new(body);
+        let _attributes = r.take(1).ok_or(bad)?;
+        let ts_delta = r.varint().ok_or(bad)?;
+        let off_delta = r.uvarint().ok_or(bad)?;
+        if off_delta > u64::from(self.header.last_offset_delta) || self.last_delta.is_some_and(|d| off_delta <= d) {
+            return Err(bad);
+        }
+        self.last_delta = Some(off_delta);
+        let key = r.bytes().ok_or(bad)?.map_err(|_| bad)?;
+        let value = r.bytes().ok_or(bad)?.map_err(|_| bad)?;
+        let headers_count = r.uvarint().ok_or(bad)?;
+        let headers_count = u32::try_from(headers_count).map_err(|_| bad)?;
+        let headers = r.rest();
+        // Check the header framing now so HeaderIter never meets bad bytes.
+        let mut h = Reader::new(headers);
+        for _ in 0..headers_count {
+            let k = h.bytes().ok_or(bad)?.map_err(|_| bad)?.ok_or(bad)?;
+            std::str::from_utf8(k).map_err(|_| bad)?;
+            h.bytes().ok_or(bad)?.map_err(|_| bad)?;
+        }
+        if !h.rest().is_empty() {
+            return Err(bad);
+        }
+        Ok(Some(RecordRef {
+            offset: self.header.base_offset + off_delta,
+            timestamp: self.header.base_timestamp.wrapping_add(ts_delta),
+            key,
+            value,
+            headers_count,
+            headers,
+        }))
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = RecordRef<'a>;
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        self.next_checked().ok().flatten()
+    }
+}
+
+/// A bounds-checked cursor over bytes with varint helpers.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.buf.len() {
+            return None;
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Some(a)
+    }
+
+    pub(crate) fn uvarint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = self.buf.split_first()?;
+            self.buf = rest;
+            if i == 9 && b > 1 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn varint(&mut self) -> Option<i64> {
+        let u = self.uvarint()?;
+        Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// A zig-zag length-prefixed byte string: `Some(Ok(None))` for length −1,
+    /// `Some(Err(()))` for any other negative length, `None` when bytes run out.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn bytes(&mut self) -> Option<Result<Option<&'a [u8]>, ()>> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Some(Ok(None));
+        }
+        let Ok(len) = usize::try_from(len) else { return Some(Err(())) };
+        Some(Ok(Some(self.take(len)?)))
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+#[cfg(test)]
+fn uvarint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Encodes records into a batch, reusing one buffer.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    base_offset: u64,
+    base_ts: i64,
+    max_ts: i64,
+    count: u32,
+    last_delta: u64,
+    scratch: Vec<u8>,
+}
+
+impl BatchBuilder {
+    /// A builder with an empty buffer.
+    pub fn new() -> Self {
+        BatchBuilder::default()
+    }
+
+    /// Starts a batch whose first record gets `base_offset`.
+    pub fn begin(&mut self, base_offset: u64) {
+        self.buf.clear();
+        self.buf.resize(HEADER_LEN, 0);
+        self.base_offset = base_offset;
+        self.count = 0;
+        self.last_delta = 0;
+        self.base_ts = 0;
+        self.max_ts = i64::MIN;
+    }
+
+    /// Adds `record` at `base_offset + offset_delta` with timestamp `ts`.
+    pub fn push(&mut self, record: &Record<'_>, offset_delta: u64, ts: i64) {
+        if self.count == 0 {
+            self.base_ts = ts;
+        }
+        self.max_ts = self.max_ts.max(ts);
+        self.last_delta = offset_delta;
+        self.count += 1;
+        let body = &mut self.scratch;
+        body.clear();
+        body.push(0);
+        put_varint(body, ts.wrapping_sub(self.base_ts));
+        put_uvarint(body, offset_delta);
+        put_bytes(body, record.key.as_deref());
+        put_bytes(body, record.value.as_deref());
+        put_uvarint(body, record.headers.len() as u64);
+        for h in &record.headers {
+            put_bytes(body, Some(h.key.as_bytes()));
+            put_bytes(body, h.value.as_deref());
+        }
+        put_uvarint(&mut self.buf, body.len() as u64);
+        self.buf.extend_from_slice(body);
+    }
+
+    /// Pushes a record already read from the log, keeping its offset and timestamp.
+    pub fn push_ref(&mut self, r: &RecordRef<'_>) {
+        let record = Record {
+            key: r.key().map(std::borrow::Cow::Borrowed),
+            value: r.value().map(std::borrow::Cow::Borrowed),
+            headers: r
+                .headers()
+                .map(|(k, v)| crate::record::Header {
+                    key: std::borrow::Cow::Borrowed(k),
+                    value: v.map(std::borrow::Cow::Borrowed),
+                })
+                .collect(),
+            timestamp: Some(r.timestamp()),
+        };
+        self.push(&record, r.offset() - self.base_offset, r.timestamp());
+    }
+
+    /// Bytes the batch has so far (header included).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Records pushed so far.
+    #[allow(dead_code)]
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Fills in the header and checksum and returns the finished batch. `last_offset_delta`
+    /// may exceed the last record's delta (a batch that covers compacted-away offsets).
+    pub fn finish(&mut self, attributes: u8, last_offset_delta: Option<u64>) -> (&[u8], BatchHeader) {
+        let last_delta = last_offset_delta.unwrap_or(self.last_delta).max(self.last_delta);
+        let header = BatchHeader {
+            length: u32::try_from(self.buf.len()).unwrap_or(u32::MAX),
+            crc: 0,
+            attributes,
+            base_offset: self.base_offset,
+            last_offset_delta: u32::try_from(last_delta).unwrap_or(u32::MAX),
+            base_timestamp: self.base_ts,
+            max_timestamp: if self.count == 0 { self.base_ts } else { self.max_ts },
+            record_count: self.count,
+        };
+        let h = &mut self.buf[..HEADER_LEN];
+        LE::write_u32(&mut h[OFF_LENGTH..], header.length);
+        h[OFF_MAGIC] = MAGIC;
+        h[OFF_ATTRIBUTES] = attributes;
+        LE::write_u16(&mut h[OFF_RESERVED1..], 0);
+        LE::write_u32(&mut h[OFF_LAST_DELTA..], header.last_offset_delta);
+        LE::write_u64(&mut h[OFF_BASE_OFFSET..], header.base_offset);
+        LE::write_i64(&mut h[OFF_BASE_TS..], header.base_timestamp);
+        LE::write_i64(&mut h[OFF_MAX_TS..], header.max_timestamp);
+        LE::write_u32(&mut h[OFF_COUNT..], header.record_count);
+        LE::write_u32(&mut h[OFF_RESERVED2..], 0);
+        let crc = crc32fast::hash(&self.buf[OFF_MAGIC..]);
+        LE::write_u32(&mut self.buf[OFF_CRC..], crc);
+        (&self.buf, BatchHeader { crc, ..header })
+    }
+}
+
+#[cfg(test)]
+mod tests;

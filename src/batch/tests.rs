@@ -1,0 +1,103 @@
+use super::*;
+use crate::record::Record;
+
+fn build(records: &[Record<'_>], base: u64) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    b.begin(base);
+    for (i, r) in records.iter().enumerate() {
+        b.push(r, i as u64, r.timestamp.unwrap_or(1000 + i as i64));
+    }
+    b.finish(0, None).0.to_vec()
+}
+
+#[test]
+fn round_trip_keeps_every_field() {
+    let records = vec![
+        Record::new().key("k1").value("v1").header("h", "x").timestamp(5),
+        Record::new().value("v2").timestamp(-7),
+        Record::new().key("k3").null_header("n").timestamp(i64::MAX),
+        Record::new(),
+    ];
+    let buf = build(&records, 42);
+    let h = validate(&buf).unwrap();
+    assert_eq!(h.base_offset, 42);
+    assert_eq!(h.record_count, 4);
+    assert_eq!(h.last_offset(), 45);
+    assert_eq!(h.max_timestamp, i64::MAX);
+    let got: Vec<_> = RecordIter::new(&buf, h).map(|r| r.to_owned()).collect();
+    assert_eq!(got.len(), 4);
+    for (i, (g, r)) in got.iter().zip(&records).enumerate() {
+        assert_eq!(g.offset, 42 + i as u64);
+        assert_eq!(g.key.as_deref(), r.key.as_deref());
+        assert_eq!(g.value.as_deref(), r.value.as_deref());
+        assert_eq!(Some(g.timestamp), r.timestamp.or(Some(1000 + i as i64)));
+        let hs: Vec<_> = r.headers.iter().map(|h| (h.key.to_string(), h.value.as_deref().map(<[u8]>::to_vec))).collect();
+        assert_eq!(g.headers, hs);
+    }
+}
+
+#[test]
+fn every_flipped_byte_is_detected() {
+    let buf = build(&[Record::new().key("a").value("bcd"), Record::new().value("e")], 7);
+    for i in 0..buf.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut bad = buf.clone();
+            bad[i] ^= bit;
+            assert!(validate(&bad).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn named_header_fields_map_to_kinds() {
+    let buf = build(&[Record::new().value("x")], 0);
+    for &(name, off) in FIELD_OFFSETS {
+        let mut bad = buf.clone();
+        bad[off] ^= 0x40;
+        let err = validate(&bad).unwrap_err();
+        let expected_ok = match name {
+            "length" => err == CorruptKind::BatchLength,
+            "magic" => err == CorruptKind::BatchMagic,
+            "attributes" | "reserved1" | "reserved2" => err == CorruptKind::BatchInvalid,
+            _ => matches!(err, CorruptKind::BatchChecksum | CorruptKind::BatchInvalid),
+        };
+        assert!(expected_ok, "field {name}: got {err:?}");
+    }
+}
+
+#[test]
+fn hostile_lengths_are_rejected_without_allocating() {
+    let mut buf = build(&[Record::new().value("x")], 0);
+    LE::write_u32(&mut buf[OFF_LENGTH..], u32::MAX);
+    assert_eq!(BatchHeader::parse(&buf, usize::MAX), Err(CorruptKind::BatchLength));
+    LE::write_u32(&mut buf[OFF_LENGTH..], 0);
+    assert_eq!(BatchHeader::parse(&buf, usize::MAX), Err(CorruptKind::BatchLength));
+    assert_eq!(BatchHeader::parse(&[0u8; HEADER_LEN], usize::MAX), Err(CorruptKind::BatchLength));
+    assert_eq!(BatchHeader::parse(&buf[..10], usize::MAX), Err(CorruptKind::BatchLength));
+}
+
+#[test]
+fn truncated_batches_never_validate() {
+    let buf = build(&[Record::new().key("k").value(vec![9u8; 300])], 3);
+    for cut in 0..buf.len() {
+        assert!(validate(&buf[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn varints_round_trip_at_the_edges() {
+    for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, i32::MAX as i64] {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        assert_eq!(Reader::new(&out).varint(), Some(v));
+    }
+    for v in [0u64, 127, 128, u64::MAX] {
+        let mut out = Vec::new();
+        put_uvarint(&mut out, v);
+        assert_eq!(out.len(), uvarint_len(v));
+        assert_eq!(Reader::new(&out).uvarint(), Some(v));
+    }
+    // An overlong varint is refused.
+    assert_eq!(Reader::new(&[0xff; 11]).uvarint(), None);
+}
+

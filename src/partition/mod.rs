@@ -1,0 +1,407 @@
+//! One partition: an append-only log of segments in one directory.
+//!
+//! # Concurrency
+//! One writer at a time, behind `writer` (a mutex): appends from many threads are serialized
+//! and offsets stay dense. Readers never take that lock: they clone an `Arc` snapshot of the
+//! segment list (`view`) and read up to the published end, which the writer stores with
+//! `Release` after the bytes are in place and readers load with `Acquire`.
+//!
+//! Lock order, where more than one is held: `writer` → `view` → `sync_state`; a segment's slot
+//! lock and the handle cache's lock are taken alone or last.
+
+mod checkpoint;
+mod read;
+mod recovery;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+pub use read::{LogIter, Reader, Records, RecordsIter, TimestampOffset};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::TopicConfig;
+use crate::error::{Error, Result};
+use crate::fs::{DirLock, Fs, StdFs};
+use crate::record::Record;
+use crate::segment::{HandleCache, OffsetIndex, Segment, SegmentInfo, TimeIndex};
+
+/// What to do when recovery finds damage with valid data after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open: return [`Error::Corrupt`] and touch nothing, so the data can be saved.
+    #[default]
+    Strict,
+    /// Cut the log at the first damaged batch, deleting everything after it (data loss the
+    /// caller chose).
+    TruncateCorrupt,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+    /// Largest timestamp in the batch (the append time under `LogAppendTime`).
+    pub max_timestamp: i64,
+    /// Records written.
+    pub record_count: u32,
+}
+
+/// Options for opening a [`Partition`].
+#[derive(Debug, Clone)]
+pub struct PartitionOptions {
+    pub(crate) config: TopicConfig,
+    pub(crate) fs: Fs,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) recovery: RecoveryMode,
+    pub(crate) cache: Option<Arc<HandleCache>>,
+    pub(crate) lock: bool,
+}
+
+impl Default for PartitionOptions {
+    fn default() -> Self {
+        PartitionOptions {
+            config: TopicConfig::default(),
+            fs: StdFs::shared(),
+            clock: Arc::new(SystemClock),
+            recovery: RecoveryMode::Strict,
+            cache: None,
+            lock: true,
+        }
+    }
+}
+
+impl PartitionOptions {
+    /// Sets the log configuration (segment size, durability, ...).
+    pub fn config(mut self, config: TopicConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Uses another file system (the simulated one in tests).
+    pub fn fs(mut self, fs: Fs) -> Self {
+        self.fs = fs;
+        self
+    }
+    /// Uses another clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Chooses what recovery does with mid-log damage.
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+    /// Shares a cache of open sealed segments with other partitions.
+    pub fn handle_cache(mut self, cache: Arc<HandleCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+    #[allow(dead_code)]
+    pub(crate) fn without_lock(mut self) -> Self {
+        self.lock = false;
+        self
+    }
+    /// Opens (creating if needed) the partition in directory `path`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another handle has it open, [`Error::Corrupt`] for damage recovery
+    /// may not cut away, [`Error::InvalidConfig`], [`Error::Io`].
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Partition> {
+        Partition::open_inner(path.as_ref(), self)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct View {
+    /// Oldest first; the last one is the active segment.
+    pub(crate) segments: Vec<Arc<Segment>>,
+}
+
+impl View {
+    /// Index of the segment that would hold `offset` (the last with base ≤ offset).
+    pub(crate) fn floor(&self, offset: u64) -> usize {
+        self.segments.partition_point(|s| s.base <= offset).saturating_sub(1)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SyncState {
+    /// Offsets below this are durable.
+    pub(crate) synced: u64,
+    pub(crate) in_progress: bool,
+    pub(crate) last_sync_ms: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) dir: Arc<Path>,
+    pub(crate) fs: Fs,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: Arc<HandleCache>,
+    pub(crate) config: RwLock<Arc<TopicConfig>>,
+    pub(crate) writer: Mutex<writer::Writer>,
+    pub(crate) view: RwLock<Arc<View>>,
+    pub(crate) log_start: AtomicU64,
+    pub(crate) next_offset: AtomicU64,
+    pub(crate) sync_state: Mutex<SyncState>,
+    pub(crate) sync_cv: Condvar,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) poison_cause: Mutex<Option<String>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) _lock: Option<Box<dyn DirLock>>,
+}
+
+/// One partition's log: append records, read them back by offset or timestamp.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`: clones share one log. Appends from many threads
+/// are serialized; reads run concurrently with appends and each other.
+///
+/// ```
+/// use partlog::{Partition, Record};
+/// # let dir = tempfile::tempdir()?;
+/// let p = Partition::open(dir.path().join("orders-0"))?;
+/// let at = p.append(Record::new().key("k").value("hello"))?;
+/// let recs = p.read(at.base_offset, 1 << 20)?;
+/// let first = recs.iter().next().expect("one record");
+/// assert_eq!(first.value(), Some(&b"hello"[..]));
+/// p.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Partition {
+    /// Opens (creating if needed) a partition directory with the default configuration.
+    ///
+    /// # Errors
+    /// As [`PartitionOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Partition> {
+        PartitionOptions::default().open(path)
+    }
+
+    /// Opens with a configuration.
+    ///
+    /// # Errors
+    /// As [`PartitionOptions::open`].
+    pub fn open_with(path: impl AsRef<Path>, config: TopicConfig) -> Result<Partition> {
+        PartitionOptions::default().config(config).open(path)
+    }
+
+    /// Options for opening a partition.
+    pub fn options() -> PartitionOptions {
+        PartitionOptions::default()
+    }
+
+    fn open_inner(path: &Path, opts: PartitionOptions) -> Result<Partition> {
+        opts.config.validate()?;
+        let inner = recovery::open(path, opts)?;
+        let p = Partition { inner: Arc::new(inner) };
+        writer::maybe_start_flusher(&p.inner);
+        Ok(p)
+    }
+
+    /// Appends one record; returns its offset.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`], [`Error::InvalidTimestamp`], [`Error::StorageFull`] (nothing
+    /// written; retry after freeing space), [`Error::Poisoned`] after an earlier I/O failure,
+    /// [`Error::Closed`].
+    pub fn append(&self, record: Record<'_>) -> Result<AppendInfo> {
+        self.append_batch(std::slice::from_ref(&record))
+    }
+
+    /// Appends records as one atomic batch: after a crash either all of them are in the log or
+    /// none is. Offsets are consecutive.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); an empty slice is [`Error::InvalidRecord`].
+    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<AppendInfo> {
+        writer::append(&self.inner, records)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to about `max_bytes`
+    /// (at least one batch, however large). Records before `offset` are skipped; reading inside
+    /// an offset gap (left by compaction) returns the next record that exists.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start or past the log end;
+    /// [`Error::Corrupt`] if the bytes fail their checksum (never returned as records).
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Records> {
+        read::read(&self.inner, offset, max_bytes)
+    }
+
+    /// Iterates owned records from `offset` to the current end, across segments.
+    pub fn iter(&self, offset: u64) -> LogIter {
+        LogIter::new(self.clone(), offset)
+    }
+
+    /// A batch-at-a-time reader from `offset`, for the fastest sequential scans.
+    pub fn reader(&self, offset: u64) -> Reader {
+        Reader::new(self.clone(), offset)
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp`, in offset order (Kafka's
+    /// `offsetsForTimes`); `None` when no record is that late.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], [`Error::Io`].
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        read::offset_for_timestamp(&self.inner, timestamp)
+    }
+
+    /// First readable offset.
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.log_start.load(Ordering::Acquire)
+    }
+
+    /// The log end offset: the offset the next record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.inner.next_offset.load(Ordering::Acquire)
+    }
+
+    /// The segments, oldest first; the last is the active one.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let view = self.inner.view.read().clone();
+        let n = view.segments.len();
+        view.segments.iter().enumerate().map(|(i, s)| s.info(i + 1 == n)).collect()
+    }
+
+    /// A copy of the offset and time index of the segment with base offset `base`.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] when no segment has that base; [`Error::Io`] or
+    /// [`Error::Corrupt`] opening it.
+    pub fn segment_indexes(&self, base: u64) -> Result<(OffsetIndex, TimeIndex)> {
+        let view = self.inner.view.read().clone();
+        let seg = view.segments.iter().find(|s| s.base == base).ok_or(Error::OffsetOutOfRange {
+            requested: base,
+            start: self.log_start_offset(),
+            end: self.next_offset(),
+        })?;
+        let interval = self.inner.config.read().index_interval_bytes;
+        let opened = seg.open(&*self.inner.fs, &self.inner.cache, interval)?;
+        let (i, t) = (opened.index.read().clone(), opened.time.read().clone());
+        Ok((i, t))
+    }
+
+    /// Removes every record at or after `offset`; the next append gets `offset`.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
+    pub fn truncate_to(&self, offset: u64) -> Result<()> {
+        writer::truncate_to(&self.inner, offset)
+    }
+
+    /// Makes `offset` the log start: records below it become unreadable and whole segments
+    /// below it are deleted. Fails past the log end.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `offset` > [`next_offset`](Self::next_offset).
+    pub fn advance_log_start(&self, offset: u64) -> Result<()> {
+        writer::advance_log_start(&self.inner, offset)
+    }
+
+    /// Reports an earlier write failure, if any. Every append already hands its bytes to the
+    /// operating system before returning (partlog keeps no user-space write buffer), so
+    /// appended data survives a crash of this process without calling this.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], [`Error::Closed`].
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_usable()
+    }
+
+    /// Makes every record appended so far durable against power loss (fdatasync of the
+    /// active segment; earlier segments were synced when they were sealed). Concurrent callers
+    /// share one fsync.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] (the fsync failed: the log must be reopened), [`Error::Closed`].
+    pub fn sync(&self) -> Result<()> {
+        let target = self.next_offset();
+        writer::sync_to(&self.inner, target)
+    }
+
+    /// Syncs, writes the indexes and a clean-shutdown checkpoint (so the next open skips
+    /// recovery) and releases the directory lock once every clone is dropped. Later calls on
+    /// any clone fail with [`Error::Closed`].
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Poisoned`].
+    pub fn close(&self) -> Result<()> {
+        writer::close(&self.inner)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> TopicConfig {
+        (**self.inner.config.read()).clone()
+    }
+
+    /// Changes the configuration; it applies from the next append (segment sizes from the
+    /// next roll).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn set_config(&self, config: TopicConfig) -> Result<()> {
+        config.validate()?;
+        *self.inner.config.write() = Arc::new(config);
+        Ok(())
+    }
+
+    /// The partition's directory.
+    pub fn path(&self) -> PathBuf {
+        self.inner.dir.to_path_buf()
+    }
+
+    /// The shared cache of open sealed segments.
+    pub fn handle_cache(&self) -> Arc<HandleCache> {
+        Arc::clone(&self.inner.cache)
+    }
+}
+
+impl Inner {
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            let cause = self.poison_cause.lock().clone().unwrap_or_default();
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Marks the partition unusable after a failed write or fsync; returns the error to report.
+    pub(crate) fn poison(&self, err: Error) -> Error {
+        let mut cause = self.poison_cause.lock();
+        if cause.is_none() {
+            *cause = Some(err.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+        err
+    }
+
+    pub(crate) fn view(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::Acquire) && !self.poisoned.load(Ordering::Acquire) {
+            let _ = writer::close(self);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,565 @@
+//! The write path: appends, rolls, fsync with group commit, truncation, log-start moves, close.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::checkpoint::{self, Checkpoint};
+use super::recovery::delete_segment_files;
+use super::{AppendInfo, Inner, View};
+use crate::batch::{ATTR_LOG_APPEND_TIME, BatchBuilder, BatchHeader, HEADER_LEN, RecordIter};
+use crate::config::{TimestampType, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{OpenMode, durable_replace};
+use crate::record::Record;
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, log_file};
+
+/// The active segment grows its allocation in steps of this many bytes.
+const PREALLOCATE_STEP: u64 = 16 << 20;
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    active: Arc<Segment>,
+    opened: Arc<Opened>,
+    tracker: IndexTracker,
+    /// Bytes written to the active segment.
+    pos: u64,
+    /// Bytes allocated for the active segment.
+    allocated: u64,
+    /// Largest size the active segment may reach (its `segment.bytes` at creation).
+    segment_limit: u64,
+    builder: BatchBuilder,
+    /// Records appended since the last fsync.
+    unflushed: u64,
+    /// Whether the on-disk checkpoint still claims a clean shutdown (cleared before the first
+    /// change).
+    clean_on_disk: bool,
+    /// Base offset of the first segment that is not known to be fsynced.
+    recovery_point: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        active: Arc<Segment>,
+        opened: Arc<Opened>,
+        tracker: IndexTracker,
+        config: &TopicConfig,
+        clean_on_disk: bool,
+    ) -> Writer {
+        let pos = active.len.load(Ordering::Acquire);
+        let recovery_point = active.base;
+        Writer {
+            active,
+            opened,
+            tracker,
+            pos,
+            allocated: pos,
+            segment_limit: u64::from(config.segment_bytes),
+            builder: BatchBuilder::new(),
+            unflushed: 0,
+            clean_on_disk,
+            recovery_point,
+        }
+    }
+
+    /// Writes the checkpoint (atomically and durably).
+    pub(crate) fn write_checkpoint(&mut self, inner: &Inner, clean: bool) -> Result<()> {
+        let view = inner.view();
+        let cp = Checkpoint {
+            clean,
+            log_start: inner.log_start.load(Ordering::Acquire),
+            recovery_point: self.recovery_point,
+            next_offset: inner.next_offset.load(Ordering::Acquire),
+            segments: view.segments.iter().map(|s| s.meta()).collect(),
+        };
+        let p = inner.dir.join(checkpoint::FILE_NAME);
+        durable_replace(&*inner.fs, &p, &cp.encode()).at(&p)?;
+        self.clean_on_disk = clean;
+        Ok(())
+    }
+
+    /// Before the first change after a clean open: the checkpoint must stop vouching for the
+    /// files, or a crash now would be taken for a clean shutdown.
+    fn mark_dirty(&mut self, inner: &Inner) -> Result<()> {
+        if self.clean_on_disk {
+            self.write_checkpoint(inner, false)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `new_base`.
+    fn roll(&mut self, inner: &Inner, new_base: u64, config: &TopicConfig) -> Result<()> {
+        let old = Arc::clone(&self.active);
+        let log_path = old.log_path();
+        // Seal: final time-index entry, trim the preallocation, make it durable, write indexes.
+        self.tracker.finish(&mut self.opened.time.write());
+        self.opened.file.set_len(self.pos).at(&log_path)?;
+        self.opened.file.sync_data().at(&log_path)?;
+        let meta = old.meta();
+        {
+            let index = self.opened.index.read();
+            let time = self.opened.time.read();
+            write_index_files(inner, &old, &meta, &index, &time)?;
+        }
+        // Create the next segment; its directory entry is durable before anything in it is
+        // acknowledged.
+        let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(new_base));
+        let new_path = seg.log_path();
+        let file = match inner.fs.open(&new_path, OpenMode::CreateNew) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A stale empty file from an interrupted roll may be reused; anything else is not ours
+                // to overwrite.
+                let f = inner.fs.open(&new_path, OpenMode::Write).at(&new_path)?;
+                if f.len().at(&new_path)? != 0 {
+                    return Err(Error::corrupt(&new_path, 0, crate::error::CorruptKind::OffsetOrder));
+                }
+                f
+            }
+            Err(e) => return Err(Error::io(&new_path, e)),
+        };
+        inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+        let opened = Opened::new(file, OffsetIndex::new(new_base), TimeIndex::new(new_base));
+        seg.pin(Arc::clone(&opened));
+        {
+            let mut view = inner.view.write();
+            let mut segments = view.segments.clone();
+            segments.push(Arc::clone(&seg));
+            *view = Arc::new(View { segments });
+        }
+        old.unpin(&inner.cache);
+        self.active = seg;
+        self.opened = opened;
+        self.tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: new_base };
+        self.pos = 0;
+        self.allocated = 0;
+        self.segment_limit = u64::from(config.segment_bytes);
+        self.recovery_point = new_base;
+        {
+            let mut st = inner.sync_state.lock();
+            st.synced = st.synced.max(new_base);
+        }
+        self.write_checkpoint(inner, false)?;
+        Ok(())
+    }
+
+    /// Makes room for `len` more bytes in the active segment. Fails cleanly (nothing written,
+    /// nothing poisoned) when the disk is full.
+    fn reserve(&mut self, inner: &Inner, len: u64) -> Result<()> {
+        let need = self.pos + len;
+        if need <= self.allocated {
+            return Ok(());
+        }
+        let path = self.active.log_path();
+        if self.allocated == 0 {
+            self.opened.file.enable_mapped_writes(self.segment_limit).at(&path)?;
+        }
+        let target = need.div_ceil(PREALLOCATE_STEP).saturating_mul(PREALLOCATE_STEP).min(self.segment_limit).max(need);
+        self.opened.file.allocate(target).map_err(|e| Error::io(&path, e))?;
+        let _ = inner;
+        self.allocated = target;
+        Ok(())
+    }
+}
+
+/// Index files are derived data: written atomically, without fsync (a lost or torn index is
+/// detected by its checksums and rebuilt from the log).
+fn write_index_files(inner: &Inner, seg: &Segment, meta: &SegMeta, index: &OffsetIndex, time: &TimeIndex) -> Result<()> {
+    crate::segment::write_indexes(&*inner.fs, seg, meta, index, time)
+}
+
+fn resolve_timestamp(record: &Record<'_>, config: &TopicConfig, now: i64) -> Result<i64> {
+    if config.timestamp_type == TimestampType::LogAppendTime {
+        return Ok(now);
+    }
+    let Some(ts) = record.timestamp else { return Ok(now) };
+    if ts == i64::MIN {
+        return Err(Error::InvalidRecord { reason: "timestamp i64::MIN is reserved".into() });
+    }
+    if now.saturating_sub(ts) > config.timestamp_before_max_ms {
+        return Err(Error::InvalidTimestamp {
+            timestamp: ts,
+            now,
+            direction: "before",
+            max_ms: config.timestamp_before_max_ms,
+        });
+    }
+    if ts.saturating_sub(now) > config.timestamp_after_max_ms {
+        return Err(Error::InvalidTimestamp { timestamp: ts, now, direction: "after", max_ms: config.timestamp_after_max_ms });
+    }
+    Ok(ts)
+}
+
+pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo> {
+    if records.is_empty() {
+        return Err(Error::InvalidRecord { reason: "an append needs at least one record".into() });
+    }
+    let config = inner.config.read().clone();
+    let now = inner.clock.now_ms();
+    let info;
+    let sync_needed;
+    {
+        let mut w = inner.writer.lock();
+        inner.check_usable()?;
+        let base = inner.next_offset.load(Ordering::Relaxed);
+        let attrs = if config.timestamp_type == TimestampType::LogAppendTime { ATTR_LOG_APPEND_TIME } else { 0 };
+        w.builder.begin(base);
+        for (i, r) in records.iter().enumerate() {
+            let ts = resolve_timestamp(r, &config, now)?;
+            w.builder.push(r, i as u64, ts);
+        }
+        let max = config.max_batch_bytes();
+        if w.builder.len() as u64 > max {
+            return Err(Error::RecordTooLarge { size: w.builder.len() as u64, max });
+        }
+        let len = w.builder.len() as u64;
+        let count = records.len() as u64;
+        let last_offset = base + count - 1;
+
+        // Roll first if this batch does not belong in the active segment.
+        let active_meta_first_ts = w.active.meta().first_ts;
+        let index_full = w.opened.index.read().len() >= config.max_index_entries();
+        let overflow = last_offset - w.active.base > u64::from(u32::MAX);
+        let too_big = w.pos > 0 && w.pos + len > u64::from(config.segment_bytes).min(w.segment_limit.max(u64::from(config.segment_bytes)));
+        let batch_max_ts = {
+            // Cheap: the header is filled by finish(), but we know every timestamp here.
+            records.iter().map(|r| resolve_timestamp(r, &config, now).unwrap_or(now)).max().unwrap_or(now)
+        };
+        let too_old = w.pos > 0
+            && active_meta_first_ts != NO_TS
+            && batch_max_ts.saturating_sub(active_meta_first_ts) >= config.segment_ms;
+        if w.pos > 0 && (too_big || index_full || overflow || too_old) {
+            w.mark_dirty(inner)?;
+            if let Err(e) = w.roll(inner, base, &config) {
+                return Err(inner.poison(e));
+            }
+        }
+        w.mark_dirty(inner)?;
+        w.reserve(inner, len)?;
+        let pos = w.pos;
+        let header: BatchHeader = {
+            let w = &mut *w;
+            let (bytes, header) = w.builder.finish(attrs, None);
+            if let Err(e) = w.opened.file.write_at(bytes, pos) {
+                return Err(inner.poison(Error::io(&w.active.log_path(), e)));
+            }
+            header
+        };
+        {
+            let w = &mut *w;
+            let mut index = w.opened.index.write();
+            let mut time = w.opened.time.write();
+            w.tracker.on_batch(pos, &header, config.index_interval_bytes, &mut index, &mut time);
+        }
+        w.pos = pos + len;
+        w.active.publish(w.pos, &header);
+        inner.next_offset.store(header.next_offset(), Ordering::Release);
+        w.unflushed += count;
+        info = AppendInfo {
+            base_offset: base,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            record_count: header.record_count,
+        };
+        sync_needed = match config.flush_messages {
+            1 => true,
+            n if w.unflushed >= n => true,
+            _ => config.flush_ms != u64::MAX && {
+                let last = inner.sync_state.lock().last_sync_ms;
+                now.saturating_sub(last) >= i64::try_from(config.flush_ms).unwrap_or(i64::MAX)
+            },
+        };
+    }
+    if sync_needed {
+        sync_to(inner, info.last_offset + 1)?;
+    }
+    Ok(info)
+}
+
+/// Waits until every offset below `target` is durable, running the fsync itself unless
+/// another thread's fsync already covers it (group commit).
+pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
+    inner.check_usable()?;
+    let mut st = inner.sync_state.lock();
+    loop {
+        if inner.poisoned.load(Ordering::Acquire) {
+            drop(st);
+            return inner.check_usable();
+        }
+        if st.synced >= target {
+            return Ok(());
+        }
+        if !st.in_progress {
+            st.in_progress = true;
+            break;
+        }
+        inner.sync_cv.wait(&mut st);
+    }
+    drop(st);
+    // Everything below `end` is in `file` or in sealed segments, fsynced when they were sealed.
+    let (file_holder, end, path) = {
+        let w = inner.writer.lock();
+        (Arc::clone(&w.opened), inner.next_offset.load(Ordering::Acquire), w.active.log_path())
+    };
+    let result = file_holder.file.sync_data();
+    let mut st = inner.sync_state.lock();
+    st.in_progress = false;
+    let out = match result {
+        Ok(()) => {
+            st.synced = st.synced.max(end);
+            st.last_sync_ms = inner.clock.now_ms();
+            Ok(())
+        }
+        Err(e) => Err(inner.poison(Error::io(&path, e))),
+    };
+    inner.sync_cv.notify_all();
+    drop(st);
+    if out.is_ok() {
+        let mut w = inner.writer.lock();
+        if w.unflushed > 0 && inner.next_offset.load(Ordering::Acquire) == end {
+            w.unflushed = 0;
+        }
+    }
+    out
+}
+
+pub(crate) fn close(inner: &Inner) -> Result<()> {
+    let mut w = inner.writer.lock();
+    if inner.closed.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    inner.check_usable()?;
+    let path = w.active.log_path();
+    let result = (|| {
+        w.tracker.finish(&mut w.opened.time.write());
+        w.opened.file.set_len(w.pos).at(&path)?;
+        w.opened.file.sync_data().at(&path)?;
+        let meta = w.active.meta();
+        {
+            let index = w.opened.index.read();
+            let time = w.opened.time.read();
+            write_index_files(inner, &w.active, &meta, &index, &time)?;
+        }
+        w.recovery_point = w.active.base;
+        w.write_checkpoint(inner, true)
+    })();
+    inner.closed.store(true, Ordering::Release);
+    inner.sync_cv.notify_all();
+    for s in &inner.view().segments {
+        s.close(&inner.cache);
+    }
+    result.map_err(|e| inner.poison(e))
+}
+
+pub(crate) fn truncate_to(inner: &Inner, offset: u64) -> Result<()> {
+    let config = inner.config.read().clone();
+    let mut w = inner.writer.lock();
+    inner.check_usable()?;
+    let end = inner.next_offset.load(Ordering::Acquire);
+    if offset >= end {
+        return Ok(());
+    }
+    w.mark_dirty(inner)?;
+    let log_start = inner.log_start.load(Ordering::Acquire);
+    let result = if offset <= log_start {
+        truncate_fully(inner, &mut w, offset, &config)
+    } else {
+        truncate_within(inner, &mut w, offset, &config)
+    };
+    result.map_err(|e| inner.poison(e))
+}
+
+/// Deletes every segment and starts an empty log at `offset`.
+fn truncate_fully(inner: &Inner, w: &mut Writer, offset: u64, config: &TopicConfig) -> Result<()> {
+    let old = inner.view();
+    let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(offset));
+    // Make the new empty segment first so a crash never leaves a directory without one.
+    let new_path = seg.log_path();
+    let exists = old.segments.iter().any(|s| s.base == offset);
+    for s in old.segments.iter().filter(|s| s.base != offset || exists) {
+        s.deleted.store(true, Ordering::Release);
+        s.close(&inner.cache);
+    }
+    inner.log_start.store(offset, Ordering::Release);
+    for s in &old.segments {
+        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
+    }
+    let file = inner.fs.open(&new_path, OpenMode::Create).at(&new_path)?;
+    file.set_len(0).at(&new_path)?;
+    inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+    let opened = Opened::new(file, OffsetIndex::new(offset), TimeIndex::new(offset));
+    seg.pin(Arc::clone(&opened));
+    *inner.view.write() = Arc::new(View { segments: vec![Arc::clone(&seg)] });
+    inner.next_offset.store(offset, Ordering::Release);
+    w.active = seg;
+    w.opened = opened;
+    w.tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: offset };
+    w.pos = 0;
+    w.allocated = 0;
+    w.segment_limit = u64::from(config.segment_bytes);
+    w.recovery_point = offset;
+    {
+        let mut st = inner.sync_state.lock();
+        st.synced = offset;
+    }
+    w.write_checkpoint(inner, false)
+}
+
+/// Cuts the log so `offset` is the next offset, keeping records below it.
+fn truncate_within(inner: &Inner, w: &mut Writer, offset: u64, config: &TopicConfig) -> Result<()> {
+    let view = inner.view();
+    let idx = view.floor(offset);
+    let Some(target) = view.segments.get(idx).cloned() else { return Ok(()) };
+    // Later segments go first (newest first), then the target is cut.
+    let later: Vec<Arc<Segment>> = view.segments[idx + 1..].to_vec();
+    let interval = config.index_interval_bytes;
+    let opened = if Arc::ptr_eq(&target, &w.active) {
+        Arc::clone(&w.opened)
+    } else {
+        // Reopen the sealed target for writing.
+        let p = target.log_path();
+        let file = inner.fs.open(&p, OpenMode::Write).at(&p)?;
+        Opened::new(file, OffsetIndex::new(target.base), TimeIndex::new(target.base))
+    };
+    let path = target.log_path();
+    let size = target.len.load(Ordering::Acquire);
+    // Find the batch holding `offset`, keep the records before it.
+    let scan = log_file::scan(&*opened.file, &path, target.base, size, interval)?;
+    let cut;
+    let mut rewrite: Option<Vec<u8>> = None;
+    {
+        let mut pos = 0u64;
+        let mut buf = vec![0u8; HEADER_LEN];
+        while pos < scan.meta.size {
+            opened.file.read_exact_at(&mut buf[..HEADER_LEN], pos).at(&path)?;
+            let h = BatchHeader::parse(&buf, usize::try_from(scan.meta.size - pos).unwrap_or(usize::MAX))
+                .map_err(|k| Error::corrupt(&path, pos, k))?;
+            if h.last_offset() >= offset {
+                if h.base_offset < offset {
+                    let mut whole = vec![0u8; h.length as usize];
+                    opened.file.read_exact_at(&mut whole, pos).at(&path)?;
+                    let mut b = BatchBuilder::new();
+                    b.begin(h.base_offset);
+                    for r in RecordIter::new(&whole, h).filter(|r| r.offset() < offset) {
+                        b.push_ref(&r);
+                    }
+                    if !b.is_empty() {
+                        let last_delta = offset - 1 - h.base_offset;
+                        rewrite = Some(b.finish(h.attributes, Some(last_delta)).0.to_vec());
+                    }
+                }
+                break;
+            }
+            pos += u64::from(h.length);
+        }
+        cut = pos;
+    }
+    for s in later.iter().rev() {
+        s.deleted.store(true, Ordering::Release);
+        s.close(&inner.cache);
+        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
+    }
+    opened.file.set_len(cut).at(&path)?;
+    if let Some(bytes) = &rewrite {
+        opened.file.write_at(bytes, cut).at(&path)?;
+    }
+    let end = cut + rewrite.as_ref().map_or(0, |b| b.len() as u64);
+    opened.file.sync_data().at(&path)?;
+    inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+    // Rebuild the summary and indexes of what is left (it is the active segment again).
+    let rescan = log_file::scan(&*opened.file, &path, target.base, end, interval)?;
+    if let Some(stop) = rescan.stop {
+        return Err(Error::corrupt(&path, stop.pos, stop.kind));
+    }
+    let meta = rescan.meta;
+    *opened.index.write() = rescan.index;
+    *opened.time.write() = rescan.time;
+    w.tracker = rescan.tracker;
+    target.set_meta(&meta);
+    target.pin(Arc::clone(&opened));
+    // Remove stale index files of the now active segment.
+    for p in [target.index_path(), target.time_path()] {
+        let _ = inner.fs.remove_file(&p);
+    }
+    let segments = view.segments[..=idx].to_vec();
+    *inner.view.write() = Arc::new(View { segments });
+    inner.next_offset.store(offset, Ordering::Release);
+    w.active = target;
+    w.opened = opened;
+    w.pos = end;
+    w.allocated = end;
+    w.segment_limit = u64::from(config.segment_bytes).max(end);
+    w.recovery_point = w.recovery_point.min(w.active.base);
+    {
+        let mut st = inner.sync_state.lock();
+        st.synced = st.synced.min(offset);
+    }
+    w.write_checkpoint(inner, false)
+}
+
+pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
+    let mut w = inner.writer.lock();
+    inner.check_usable()?;
+    let end = inner.next_offset.load(Ordering::Acquire);
+    let start = inner.log_start.load(Ordering::Acquire);
+    if offset > end {
+        return Err(Error::OffsetOutOfRange { requested: offset, start, end });
+    }
+    if offset <= start {
+        return Ok(());
+    }
+    w.mark_dirty(inner)?;
+    inner.log_start.store(offset, Ordering::Release);
+    // Persist the new start before deleting anything, so a crash cannot resurrect records.
+    let view = inner.view();
+    let n = view.segments.len();
+    let doomed: Vec<Arc<Segment>> = view
+        .segments
+        .iter()
+        .enumerate()
+        .take_while(|(i, _)| i + 1 < n && view.segments.get(i + 1).is_some_and(|next| next.base <= offset))
+        .map(|(_, s)| Arc::clone(s))
+        .collect();
+    let kept: Vec<Arc<Segment>> = view.segments[doomed.len()..].to_vec();
+    *inner.view.write() = Arc::new(View { segments: kept });
+    let result = (|| {
+        w.write_checkpoint(inner, false)?;
+        for s in &doomed {
+            s.deleted.store(true, Ordering::Release);
+            s.close(&inner.cache);
+            delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| inner.poison(e))
+}
+
+/// Starts a thread that fsyncs on `flush.ms` when the partition has such a setting. It holds
+/// only a weak reference and ends when the partition is closed or dropped.
+pub(crate) fn maybe_start_flusher(inner: &Arc<Inner>) {
+    let flush_ms = inner.config.read().flush_ms;
+    if flush_ms == u64::MAX || flush_ms == 0 {
+        return;
+    }
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let tick = Duration::from_millis((flush_ms / 2).clamp(1, 1000));
+    let _ = std::thread::Builder::new().name("partlog-flush".into()).spawn(move || {
+        loop {
+            std::thread::sleep(tick);
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) || inner.poisoned.load(Ordering::Acquire) {
+                return;
+            }
+            let ms = inner.config.read().flush_ms;
+            let (synced, last) = {
+                let st = inner.sync_state.lock();
+                (st.synced, st.last_sync_ms)
+            };
+            let end = inner.next_offset.load(Ordering::Acquire);
+            let due = inner.clock.now_ms().saturating_sub(last) >= i64::try_from(ms).unwrap_or(i64::MAX);
+            if end > synced && due {
+                let _ = sync_to(&inner, end);
+            }
+        }
+    });
+}

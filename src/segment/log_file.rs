@@ -1,0 +1,146 @@
+//! Scanning a `.log` file: validating batches, rebuilding indexes, and telling a torn tail from
+//! damage in the middle of the log.
+
+use std::path::Path;
+
+use super::{IndexTracker, NO_TS, OffsetIndex, SegMeta, TimeIndex};
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::{CorruptKind, Error, IoContext, Result};
+use crate::fs::FileHandle;
+
+/// Bytes read per I/O while scanning.
+const CHUNK: usize = 1 << 20;
+
+/// Where and why a scan stopped before the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub pos: u64,
+    pub kind: CorruptKind,
+}
+
+/// The result of scanning a segment.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Summary of the valid prefix (`size` = its length).
+    pub meta: SegMeta,
+    pub index: OffsetIndex,
+    pub time: TimeIndex,
+    pub tracker: IndexTracker,
+    /// Set when bytes after `meta.size` (and before the scanned end) are not a valid batch.
+    pub stop: Option<Stop>,
+}
+
+/// Validates every batch of `[0, end)` and rebuilds the indexes. Stops at the first invalid
+/// batch (reported in [`Scan::stop`]).
+pub(crate) fn scan(file: &dyn FileHandle, path: &Path, base: u64, end: u64, interval: u32) -> Result<Scan> {
+    let mut meta = SegMeta::empty(base);
+    let mut index = OffsetIndex::new(base);
+    let mut time = TimeIndex::new(base);
+    let mut tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: base };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_pos = 0u64; // file position of buf[0]
+    let mut pos = 0u64;
+    let mut stop = None;
+    while pos < end {
+        let left = end - pos;
+        // Make sure the header is in the buffer.
+        if !in_buf(&buf, buf_pos, pos, HEADER_LEN.min(left as usize)) {
+            fill(file, path, &mut buf, &mut buf_pos, pos, CHUNK.min(left as usize))?;
+        }
+        if left < HEADER_LEN as u64 {
+            stop = Some(Stop { pos, kind: CorruptKind::BatchLength });
+            break;
+        }
+        let off = (pos - buf_pos) as usize;
+        let header = match BatchHeader::parse(&buf[off..], usize::try_from(left).unwrap_or(usize::MAX)) {
+            Ok(h) => h,
+            Err(kind) => {
+                stop = Some(Stop { pos, kind });
+                break;
+            }
+        };
+        let len = header.length as usize;
+        if !in_buf(&buf, buf_pos, pos, len) {
+            fill(file, path, &mut buf, &mut buf_pos, pos, CHUNK.max(len).min(left as usize))?;
+        }
+        let off = (pos - buf_pos) as usize;
+        let bytes = &buf[off..off + len];
+        if let Err(kind) = batch::validate(bytes) {
+            stop = Some(Stop { pos, kind });
+            break;
+        }
+        if header.base_offset < meta.next_offset || header.last_offset() - base > u64::from(u32::MAX) {
+            stop = Some(Stop { pos, kind: CorruptKind::OffsetOrder });
+            break;
+        }
+        tracker.on_batch(pos, &header, interval, &mut index, &mut time);
+        if meta.records == 0 && meta.first_ts == NO_TS {
+            meta.first_ts = header.base_timestamp;
+        }
+        meta.records += u64::from(header.record_count);
+        meta.next_offset = header.next_offset();
+        pos += len as u64;
+        meta.size = pos;
+    }
+    meta.max_ts = tracker.max_ts;
+    meta.max_ts_offset = tracker.max_ts_offset;
+    Ok(Scan { meta, index, time, tracker, stop })
+}
+
+/// Like [`scan`], for a sealed segment whose whole length must be valid.
+pub(crate) fn rebuild(file: &dyn FileHandle, path: &Path, base: u64, end: u64, interval: u32) -> Result<Scan> {
+    let mut s = scan(file, path, base, end, interval)?;
+    if let Some(stop) = s.stop {
+        return Err(Error::corrupt(path, stop.pos, stop.kind));
+    }
+    s.tracker.finish(&mut s.time);
+    Ok(s)
+}
+
+fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, n: usize) -> bool {
+    pos >= buf_pos && pos - buf_pos + n as u64 <= buf.len() as u64
+}
+
+fn fill(file: &dyn FileHandle, path: &Path, buf: &mut Vec<u8>, buf_pos: &mut u64, pos: u64, n: usize) -> Result<()> {
+    buf.clear();
+    buf.resize(n, 0);
+    file.read_exact_at(buf, pos).at(path)?;
+    *buf_pos = pos;
+    Ok(())
+}
+
+/// Whether any valid batch continuing the log (base offset ≥ `next_offset`) starts anywhere in
+/// `(from, end)`: the difference between a torn tail (nothing valid follows; safe to cut) and
+/// damage in the middle of the log (valid data follows; cutting would lose it).
+pub(crate) fn valid_batch_after(file: &dyn FileHandle, path: &Path, from: u64, end: u64, next_offset: u64) -> Result<Option<u64>> {
+    let mut start = from + 1;
+    let mut buf = vec![0u8; CHUNK + HEADER_LEN];
+    while start + HEADER_LEN as u64 <= end {
+        let n = usize::try_from((end - start).min(buf.len() as u64)).unwrap_or(buf.len());
+        let chunk = &mut buf[..n];
+        file.read_exact_at(chunk, start).at(path)?;
+        let last = n.saturating_sub(HEADER_LEN);
+        for i in 0..=last {
+            // Cheap filters first: magic byte, then a plausible header.
+            if chunk[i + batch::OFF_MAGIC] != batch::MAGIC {
+                continue;
+            }
+            let pos = start + i as u64;
+            let left = usize::try_from(end - pos).unwrap_or(usize::MAX);
+            let Ok(h) = BatchHeader::parse(&chunk[i..], left) else { continue };
+            if h.base_offset < next_offset || h.base_offset - next_offset > u64::from(u32::MAX) {
+                continue;
+            }
+            let mut whole = vec![0u8; h.length as usize];
+            file.read_exact_at(&mut whole, pos).at(path)?;
+            if batch::validate(&whole).is_ok() {
+                return Ok(Some(pos));
+            }
+        }
+        if last == 0 && n < HEADER_LEN {
+            break;
+        }
+        start += (last + 1) as u64;
+    }
+    Ok(None)
+}

@@ -1,0 +1,375 @@
+//! A segment: one `.log` file of record batches plus its `.index` and `.timeindex`, named by the
+//! 20-digit base offset.
+//!
+//! The active segment is written by the partition's single writer; sealed segments are
+//! immutable, opened lazily on first read through a bounded [`HandleCache`] and closed again
+//! when evicted.
+
+mod cache;
+pub(crate) mod log_file;
+mod offset_index;
+mod time_index;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use cache::{DEFAULT_OPEN_SEGMENTS, HandleCache};
+pub use offset_index::{IndexEntry, OffsetIndex};
+pub use time_index::{TimeIndex, TimeIndexEntry};
+
+use crate::batch::BatchHeader;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{FileHandle, FileSystem, OpenMode, durable_replace};
+
+/// `i64::MIN` stands for "no timestamp" in summaries.
+pub(crate) const NO_TS: i64 = i64::MIN;
+
+/// File name of a segment's log: 20-digit base offset + `.log`.
+pub(crate) fn log_name(base: u64) -> String {
+    format!("{base:020}.log")
+}
+
+/// Parses `NNNNNNNNNNNNNNNNNNNN.<ext>` into (base offset, ext).
+pub(crate) fn parse_name(name: &str) -> Option<(u64, &str)> {
+    let (digits, ext) = name.split_at_checked(20)?;
+    let ext = ext.strip_prefix('.')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, ext))
+}
+
+/// A summary of one segment, as stored in index headers and the partition checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegMeta {
+    pub base: u64,
+    pub size: u64,
+    pub next_offset: u64,
+    pub records: u64,
+    pub first_ts: i64,
+    pub max_ts: i64,
+    pub max_ts_offset: u64,
+}
+
+impl SegMeta {
+    pub(crate) fn empty(base: u64) -> Self {
+        SegMeta { base, size: 0, next_offset: base, records: 0, first_ts: NO_TS, max_ts: NO_TS, max_ts_offset: base }
+    }
+}
+
+/// What the public API tells about a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// First offset the segment may hold (its file name).
+    pub base_offset: u64,
+    /// One past the last offset it holds.
+    pub next_offset: u64,
+    /// Bytes of record batches.
+    pub size: u64,
+    /// Records it holds.
+    pub record_count: u64,
+    /// Timestamp of its first record.
+    pub first_timestamp: Option<i64>,
+    /// Largest record timestamp.
+    pub max_timestamp: Option<i64>,
+    /// Whether it is the active (writable) segment.
+    pub active: bool,
+}
+
+/// An open segment: the `.log` handle and the loaded indexes.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) id: u64,
+    pub(crate) file: Box<dyn FileHandle>,
+    pub(crate) index: RwLock<OffsetIndex>,
+    pub(crate) time: RwLock<TimeIndex>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Opened {
+    pub(crate) fn new(file: Box<dyn FileHandle>, index: OffsetIndex, time: TimeIndex) -> Arc<Opened> {
+        Arc::new(Opened {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            file,
+            index: RwLock::new(index),
+            time: RwLock::new(time),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Slot {
+    Closed,
+    Open(Weak<Opened>),
+    Pinned(Arc<Opened>),
+}
+
+/// One segment of a partition, shared between the writer and readers.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base: u64,
+    dir: Arc<Path>,
+    /// Bytes readers may see (the end of the last complete batch).
+    pub(crate) len: AtomicU64,
+    pub(crate) next_offset: AtomicU64,
+    records: AtomicU64,
+    first_ts: AtomicI64,
+    max_ts: AtomicI64,
+    max_ts_offset: AtomicU64,
+    slot: Mutex<Slot>,
+    pub(crate) deleted: AtomicBool,
+}
+
+impl Segment {
+    pub(crate) fn new(dir: Arc<Path>, meta: SegMeta) -> Arc<Segment> {
+        Arc::new(Segment {
+            base: meta.base,
+            dir,
+            len: AtomicU64::new(meta.size),
+            next_offset: AtomicU64::new(meta.next_offset),
+            records: AtomicU64::new(meta.records),
+            first_ts: AtomicI64::new(meta.first_ts),
+            max_ts: AtomicI64::new(meta.max_ts),
+            max_ts_offset: AtomicU64::new(meta.max_ts_offset),
+            slot: Mutex::new(Slot::Closed),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.dir.join(log_name(self.base))
+    }
+    pub(crate) fn index_path(&self) -> PathBuf {
+        self.dir.join(format!("{:020}.index", self.base))
+    }
+    pub(crate) fn time_path(&self) -> PathBuf {
+        self.dir.join(format!("{:020}.timeindex", self.base))
+    }
+
+    pub(crate) fn meta(&self) -> SegMeta {
+        SegMeta {
+            base: self.base,
+            size: self.len.load(Ordering::Acquire),
+            next_offset: self.next_offset.load(Ordering::Acquire),
+            records: self.records.load(Ordering::Acquire),
+            first_ts: self.first_ts.load(Ordering::Acquire),
+            max_ts: self.max_ts.load(Ordering::Acquire),
+            max_ts_offset: self.max_ts_offset.load(Ordering::Acquire),
+        }
+    }
+
+    pub(crate) fn info(&self, active: bool) -> SegmentInfo {
+        let m = self.meta();
+        SegmentInfo {
+            base_offset: m.base,
+            next_offset: m.next_offset,
+            size: m.size,
+            record_count: m.records,
+            first_timestamp: (m.first_ts != NO_TS).then_some(m.first_ts),
+            max_timestamp: (m.max_ts != NO_TS).then_some(m.max_ts),
+            active,
+        }
+    }
+
+    pub(crate) fn max_ts(&self) -> i64 {
+        self.max_ts.load(Ordering::Acquire)
+    }
+
+    /// Resets the summary (after truncation or recovery).
+    pub(crate) fn set_meta(&self, m: &SegMeta) {
+        self.records.store(m.records, Ordering::Release);
+        self.first_ts.store(m.first_ts, Ordering::Release);
+        self.max_ts.store(m.max_ts, Ordering::Release);
+        self.max_ts_offset.store(m.max_ts_offset, Ordering::Release);
+        self.len.store(m.size, Ordering::Release);
+        self.next_offset.store(m.next_offset, Ordering::Release);
+    }
+
+    /// Publishes one appended batch (writer only).
+    pub(crate) fn publish(&self, end: u64, h: &BatchHeader) {
+        if self.records.load(Ordering::Relaxed) == 0 && self.first_ts.load(Ordering::Relaxed) == NO_TS {
+            self.first_ts.store(h.base_timestamp, Ordering::Release);
+        }
+        if h.max_timestamp > self.max_ts.load(Ordering::Relaxed) || self.max_ts.load(Ordering::Relaxed) == NO_TS {
+            self.max_ts.store(h.max_timestamp, Ordering::Release);
+            self.max_ts_offset.store(h.base_offset, Ordering::Release);
+        }
+        self.records.fetch_add(u64::from(h.record_count), Ordering::AcqRel);
+        self.len.store(end, Ordering::Release);
+        self.next_offset.store(h.next_offset(), Ordering::Release);
+    }
+
+    /// Makes this the active segment with an already open handle.
+    pub(crate) fn pin(&self, opened: Arc<Opened>) {
+        *self.slot.lock() = Slot::Pinned(opened);
+    }
+
+    /// Turns the pinned handle into a cached one (on seal).
+    pub(crate) fn unpin(&self, cache: &HandleCache) {
+        let mut slot = self.slot.lock();
+        if let Slot::Pinned(o) = &*slot {
+            cache.touch(o);
+            *slot = Slot::Open(Arc::downgrade(o));
+        }
+    }
+
+    /// Forgets any open handle (the files are being deleted).
+    pub(crate) fn close(&self, cache: &HandleCache) {
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut *slot, Slot::Closed) {
+            Slot::Pinned(o) => cache.remove(o.id),
+            Slot::Open(w) => {
+                if let Some(o) = w.upgrade() {
+                    cache.remove(o.id);
+                }
+            }
+            Slot::Closed => {}
+        }
+    }
+
+    /// The open handle, opening the sealed segment (and loading or rebuilding its indexes) on
+    /// first use.
+    pub(crate) fn open(&self, fs: &dyn FileSystem, cache: &HandleCache, interval: u32) -> Result<Arc<Opened>> {
+        let mut slot = self.slot.lock();
+        match &*slot {
+            Slot::Pinned(o) => return Ok(Arc::clone(o)),
+            Slot::Open(w) => {
+                if let Some(o) = w.upgrade() {
+                    cache.touch(&o);
+                    return Ok(o);
+                }
+            }
+            Slot::Closed => {}
+        }
+        let opened = self.open_sealed(fs, interval)?;
+        cache.touch(&opened);
+        *slot = Slot::Open(Arc::downgrade(&opened));
+        Ok(opened)
+    }
+
+    fn open_sealed(&self, fs: &dyn FileSystem, interval: u32) -> Result<Arc<Opened>> {
+        let log_path = self.log_path();
+        let file = match fs.open(&log_path, OpenMode::Read) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.deleted.load(Ordering::Acquire) => {
+                return Err(Error::OffsetOutOfRange { requested: self.base, start: self.base, end: self.base });
+            }
+            r => r.at(&log_path)?,
+        };
+        let meta = self.meta();
+        let file_len = file.len().at(&log_path)?;
+        if file_len < meta.size {
+            return Err(Error::corrupt(&log_path, file_len, crate::error::CorruptKind::BatchLength));
+        }
+        if let Some((index, time)) = self.load_indexes(fs, &meta) {
+            return Ok(Opened::new(file, index, time));
+        }
+        // Missing or damaged indexes: rebuild from the log, which is the source of truth.
+        let rebuilt = log_file::rebuild(&*file, &log_path, self.base, meta.size, interval)?;
+        if rebuilt.meta.size != meta.size || rebuilt.meta.next_offset > meta.next_offset.max(rebuilt.meta.next_offset) {
+            return Err(Error::corrupt(&log_path, rebuilt.meta.size, crate::error::CorruptKind::BatchInvalid));
+        }
+        let _ = write_indexes(fs, self, &rebuilt.meta, &rebuilt.index, &rebuilt.time);
+        Ok(Opened::new(file, rebuilt.index, rebuilt.time))
+    }
+
+    fn load_indexes(&self, fs: &dyn FileSystem, meta: &SegMeta) -> Option<(OffsetIndex, TimeIndex)> {
+        let ibuf = read_small_file(fs, &self.index_path())?;
+        let (imeta, index) = OffsetIndex::decode(&ibuf)?;
+        if imeta.base != meta.base || imeta.size != meta.size || imeta.next_offset != meta.next_offset {
+            return None;
+        }
+        let tbuf = read_small_file(fs, &self.time_path())?;
+        let time = TimeIndex::decode(&tbuf, meta.base, meta.next_offset)?;
+        Some((index, time))
+    }
+}
+
+/// Reads a whole index file, refusing anything implausibly large.
+fn read_small_file(fs: &dyn FileSystem, path: &Path) -> Option<Vec<u8>> {
+    let f = fs.open(path, OpenMode::Read).ok()?;
+    let len = usize::try_from(f.len().ok()?).ok()?;
+    if len > 256 << 20 {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, 0).ok()?;
+    Some(buf)
+}
+
+/// Reads the summary from an `.index` header (one small read), if it is intact.
+pub(crate) fn read_index_meta(fs: &dyn FileSystem, dir: &Path, base: u64) -> Option<SegMeta> {
+    let path = dir.join(format!("{base:020}.index"));
+    let f = fs.open(&path, OpenMode::Read).ok()?;
+    let mut h = [0u8; offset_index::HEADER_LEN];
+    f.read_exact_at(&mut h, 0).ok()?;
+    let (meta, _) = OffsetIndex::decode_meta(&h)?;
+    (meta.base == base).then_some(meta)
+}
+
+/// Writes both index files atomically (temp + rename). They are derived data: a crash leaves
+/// either the old file, the new one, or none, and any of those is detected and rebuilt.
+pub(crate) fn write_indexes(
+    fs: &dyn FileSystem,
+    seg: &Segment,
+    meta: &SegMeta,
+    index: &OffsetIndex,
+    time: &TimeIndex,
+) -> Result<()> {
+    let ip = seg.index_path();
+    durable_replace(fs, &ip, &index.encode(meta)).at(&ip)?;
+    let tp = seg.time_path();
+    durable_replace(fs, &tp, &time.encode()).at(&tp)?;
+    Ok(())
+}
+
+/// Keeps the index rules (`index.interval.bytes`, max-timestamp tracking) in one place, for
+/// appends and for rebuilding from the log alike.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexTracker {
+    pub bytes_since_entry: u64,
+    pub max_ts: i64,
+    pub max_ts_offset: u64,
+}
+
+impl IndexTracker {
+    pub(crate) fn new(meta: &SegMeta, index: &OffsetIndex) -> Self {
+        let last_pos = index.entries().last().map_or(0, |e| e.position);
+        IndexTracker {
+            bytes_since_entry: meta.size.saturating_sub(last_pos),
+            max_ts: meta.max_ts,
+            max_ts_offset: meta.max_ts_offset,
+        }
+    }
+
+    /// Accounts for the batch `h` written at `pos`; adds index entries when due.
+    pub(crate) fn on_batch(
+        &mut self,
+        pos: u64,
+        h: &BatchHeader,
+        interval: u32,
+        index: &mut OffsetIndex,
+        time: &mut TimeIndex,
+    ) {
+        if h.max_timestamp > self.max_ts || self.max_ts == NO_TS {
+            self.max_ts = h.max_timestamp;
+            self.max_ts_offset = h.base_offset;
+        }
+        if self.bytes_since_entry > u64::from(interval) {
+            index.push(h.base_offset, pos);
+            time.maybe_push(self.max_ts, self.max_ts_offset);
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += u64::from(h.length);
+    }
+
+    /// The last time-index entry, written when the segment is sealed or closed.
+    pub(crate) fn finish(&self, time: &mut TimeIndex) {
+        if self.max_ts != NO_TS {
+            time.maybe_push(self.max_ts, self.max_ts_offset);
+        }
+    }
+}
