@@ -300,10 +300,9 @@ impl TopicConfig {
         match (self.flush_messages, self.flush_ms) {
             (u64::MAX, u64::MAX) => Durability::Os,
             (1, _) => Durability::EveryAppend,
-            (m, ms) => Durability::Periodic {
-                messages: m,
-                interval: (ms != u64::MAX).then(|| Duration::from_millis(ms)),
-            },
+            (m, ms) => {
+                Durability::Periodic { messages: m, interval: (ms != u64::MAX).then(|| Duration::from_millis(ms)) }
+            }
         }
     }
 
@@ -363,7 +362,9 @@ impl TopicConfig {
                     _ => return Err(Error::config(key, value, "expected `CreateTime` or `LogAppendTime`")),
                 }
             }
-            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms = at_least(key, v, parse_i64(key, v)?, 0)?,
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = at_least(key, v, parse_i64(key, v)?, 0)?
+            }
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms = at_least(key, v, parse_i64(key, v)?, 0)?,
             "flush.messages" => self.flush_messages = parse_flush(key, v)?,
             "flush.ms" => {

@@ -90,7 +90,9 @@ pub enum Error {
         end: u64,
     },
     /// A record or batch is larger than `max.message.bytes` (or the segment size).
-    #[error("record batch of {size} bytes exceeds the limit of {max} bytes (max.message.bytes / segment.bytes): split it or raise the limit")]
+    #[error(
+        "record batch of {size} bytes exceeds the limit of {max} bytes (max.message.bytes / segment.bytes): split it or raise the limit"
+    )]
     RecordTooLarge {
         /// Encoded size of the batch.
         size: u64,
@@ -99,7 +101,9 @@ pub enum Error {
     },
     /// A record's timestamp is outside the window allowed by
     /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`.
-    #[error("record timestamp {timestamp} is {direction} the broker time {now} by more than {max_ms} ms (message.timestamp.{direction}.max.ms)")]
+    #[error(
+        "record timestamp {timestamp} is {direction} the broker time {now} by more than {max_ms} ms (message.timestamp.{direction}.max.ms)"
+    )]
     InvalidTimestamp {
         /// The record's timestamp (ms since the Unix epoch).
         timestamp: i64,

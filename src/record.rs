@@ -172,10 +172,7 @@ impl<'a> RecordRef<'a> {
             timestamp: self.timestamp,
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.map(<[u8]>::to_vec),
-            headers: self
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-                .collect(),
+            headers: self.headers().map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec))).collect(),
         }
     }
 }

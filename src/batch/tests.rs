@@ -31,7 +31,8 @@ fn round_trip_keeps_every_field() {
         assert_eq!(g.key.as_deref(), r.key.as_deref());
         assert_eq!(g.value.as_deref(), r.value.as_deref());
         assert_eq!(Some(g.timestamp), r.timestamp.or(Some(1000 + i as i64)));
-        let hs: Vec<_> = r.headers.iter().map(|h| (h.key.to_string(), h.value.as_deref().map(<[u8]>::to_vec))).collect();
+        let hs: Vec<_> =
+            r.headers.iter().map(|h| (h.key.to_string(), h.value.as_deref().map(<[u8]>::to_vec))).collect();
         assert_eq!(g.headers, hs);
     }
 }
@@ -100,4 +101,3 @@ fn varints_round_trip_at_the_edges() {
     // An overlong varint is refused.
     assert_eq!(Reader::new(&[0xff; 11]).uvarint(), None);
 }
-

@@ -976,12 +976,7 @@ mod tests {
         fs.crash(CrashMode::LoseUnsynced);
         assert_eq!(fs.generation(), 1);
         assert_eq!(fs.read_file(p("/d/f"))?, b"abc");
-        for r in [
-            f.len().map(drop),
-            f.write_at(b"x", 0),
-            f.sync_data(),
-            f.read_at(&mut buf, 0).map(drop),
-        ] {
+        for r in [f.len().map(drop), f.write_at(b"x", 0), f.sync_data(), f.read_at(&mut buf, 0).map(drop)] {
             let e = r.err().map(|e| e.to_string());
             assert_eq!(e.as_deref(), Some("simulated crash: handle from before the crash"));
         }
@@ -1127,17 +1122,13 @@ mod tests {
         let fs: Fs = sim.clone();
         fs.create_dir_all(p("/a/b"))?;
         fs.open(p("/a/b/f"), OpenMode::CreateNew)?.write_at(b"1", 0)?;
-        assert_eq!(
-            kind(fs.open(p("/a/b/f"), OpenMode::CreateNew)),
-            Some(io::ErrorKind::AlreadyExists)
-        );
+        assert_eq!(kind(fs.open(p("/a/b/f"), OpenMode::CreateNew)), Some(io::ErrorKind::AlreadyExists));
         assert_eq!(kind(fs.open(p("/a/x"), OpenMode::Read)), Some(io::ErrorKind::NotFound));
         assert_eq!(kind(fs.open(p("/a"), OpenMode::Read)), Some(io::ErrorKind::IsADirectory));
         sim.symlink(p("/a/b/f"), p("/a/link"))?;
         assert!(fs.open(p("/a/link"), OpenMode::Read).is_err());
         assert!(fs.open(p("/a/link"), OpenMode::Create).is_err());
-        let mut names: Vec<_> =
-            fs.read_dir(p("/a"))?.into_iter().map(|e| (e.name, e.kind)).collect();
+        let mut names: Vec<_> = fs.read_dir(p("/a"))?.into_iter().map(|e| (e.name, e.kind)).collect();
         names.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(names, vec![("b".into(), EntryKind::Dir), ("link".into(), EntryKind::Symlink)]);
         assert_eq!(fs.entry_kind(p("/a/nope"))?, None);

@@ -126,7 +126,15 @@ mod tests {
             log_start: 5,
             recovery_point: 100,
             next_offset: 250,
-            segments: vec![SegMeta { base: 0, size: 10, next_offset: 100, records: 95, first_ts: 1, max_ts: 9, max_ts_offset: 50 }],
+            segments: vec![SegMeta {
+                base: 0,
+                size: 10,
+                next_offset: 100,
+                records: 95,
+                first_ts: 1,
+                max_ts: 9,
+                max_ts_offset: 50,
+            }],
         };
         let buf = cp.encode();
         assert_eq!(Checkpoint::decode(&buf), Ok(cp));

@@ -157,7 +157,7 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
     }
     let path = seg.log_path();
     let avail = seg_len - from;
-    let first_read = (max_bytes.saturating_add(u32::try_from(interval).map_or(0, |x| x as usize)).saturating_add(LOOKAHEAD) as u64).min(avail);
+    let first_read = (max_bytes.saturating_add(interval as usize).saturating_add(LOOKAHEAD) as u64).min(avail);
     let mut buf = vec![0u8; usize::try_from(first_read).unwrap_or(usize::MAX)];
     opened.file.read_exact_at(&mut buf, from).at(&path)?;
 
@@ -177,12 +177,8 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
         let h = BatchHeader::parse(&buf[cur..], left).map_err(|k| Error::corrupt(&path, pos, k))?;
         let len = h.length as usize;
         let keep = h.last_offset() >= offset;
-        if keep {
-            if let Some(f) = first {
-                if cur + len - f > max_bytes {
-                    break;
-                }
-            }
+        if keep && first.is_some_and(|f| cur + len - f > max_bytes) {
+            break;
         }
         if cur + len > buf.len() {
             let want = (cur + len).max(buf.len() * 2);
@@ -196,10 +192,8 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             next_offset = h.next_offset();
         }
         cur += len;
-        if let Some(f) = first {
-            if cur - f >= max_bytes {
-                break;
-            }
+        if first.is_some_and(|f| cur - f >= max_bytes) {
+            break;
         }
     }
     let Some(start) = first else { return Ok(None) };

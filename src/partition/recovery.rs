@@ -15,8 +15,8 @@ use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::fs::{EntryKind, FileSystem, OpenMode};
 use crate::segment::log_file;
 use crate::segment::{
-    DEFAULT_OPEN_SEGMENTS, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, Segment, TimeIndex,
-    parse_name, read_index_meta,
+    DEFAULT_OPEN_SEGMENTS, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, parse_name,
+    read_index_meta,
 };
 
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -172,11 +172,11 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
 
     // Offsets must increase from segment to segment.
     for w in metas.windows(2) {
-        if let [a, b] = w {
-            if a.next_offset > b.base {
-                let p = path.join(crate::segment::log_name(b.base));
-                return Err(Error::corrupt(&p, 0, CorruptKind::OffsetOrder));
-            }
+        if let [a, b] = w
+            && a.next_offset > b.base
+        {
+            let p = path.join(crate::segment::log_name(b.base));
+            return Err(Error::corrupt(&p, 0, CorruptKind::OffsetOrder));
         }
     }
 

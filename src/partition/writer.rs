@@ -164,7 +164,13 @@ impl Writer {
 
 /// Index files are derived data: written atomically, without fsync (a lost or torn index is
 /// detected by its checksums and rebuilt from the log).
-fn write_index_files(inner: &Inner, seg: &Segment, meta: &SegMeta, index: &OffsetIndex, time: &TimeIndex) -> Result<()> {
+fn write_index_files(
+    inner: &Inner,
+    seg: &Segment,
+    meta: &SegMeta,
+    index: &OffsetIndex,
+    time: &TimeIndex,
+) -> Result<()> {
     crate::segment::write_indexes(&*inner.fs, seg, meta, index, time)
 }
 
@@ -185,7 +191,12 @@ fn resolve_timestamp(record: &Record<'_>, config: &TopicConfig, now: i64) -> Res
         });
     }
     if ts.saturating_sub(now) > config.timestamp_after_max_ms {
-        return Err(Error::InvalidTimestamp { timestamp: ts, now, direction: "after", max_ms: config.timestamp_after_max_ms });
+        return Err(Error::InvalidTimestamp {
+            timestamp: ts,
+            now,
+            direction: "after",
+            max_ms: config.timestamp_after_max_ms,
+        });
     }
     Ok(ts)
 }
@@ -220,7 +231,8 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         let active_meta_first_ts = w.active.meta().first_ts;
         let index_full = w.opened.index.read().len() >= config.max_index_entries();
         let overflow = last_offset - w.active.base > u64::from(u32::MAX);
-        let too_big = w.pos > 0 && w.pos + len > u64::from(config.segment_bytes).min(w.segment_limit.max(u64::from(config.segment_bytes)));
+        let too_big = w.pos > 0
+            && w.pos + len > u64::from(config.segment_bytes).min(w.segment_limit.max(u64::from(config.segment_bytes)));
         let batch_max_ts = {
             // Cheap: the header is filled by finish(), but we know every timestamp here.
             records.iter().map(|r| resolve_timestamp(r, &config, now).unwrap_or(now)).max().unwrap_or(now)
@@ -264,10 +276,12 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         sync_needed = match config.flush_messages {
             1 => true,
             n if w.unflushed >= n => true,
-            _ => config.flush_ms != u64::MAX && {
-                let last = inner.sync_state.lock().last_sync_ms;
-                now.saturating_sub(last) >= i64::try_from(config.flush_ms).unwrap_or(i64::MAX)
-            },
+            _ => {
+                config.flush_ms != u64::MAX && {
+                    let last = inner.sync_state.lock().last_sync_ms;
+                    now.saturating_sub(last) >= i64::try_from(config.flush_ms).unwrap_or(i64::MAX)
+                }
+            }
         };
     }
     if sync_needed {

@@ -112,7 +112,13 @@ fn fill(file: &dyn FileHandle, path: &Path, buf: &mut Vec<u8>, buf_pos: &mut u64
 /// Whether any valid batch continuing the log (base offset ≥ `next_offset`) starts anywhere in
 /// `(from, end)`: the difference between a torn tail (nothing valid follows; safe to cut) and
 /// damage in the middle of the log (valid data follows; cutting would lose it).
-pub(crate) fn valid_batch_after(file: &dyn FileHandle, path: &Path, from: u64, end: u64, next_offset: u64) -> Result<Option<u64>> {
+pub(crate) fn valid_batch_after(
+    file: &dyn FileHandle,
+    path: &Path,
+    from: u64,
+    end: u64,
+    next_offset: u64,
+) -> Result<Option<u64>> {
     let mut start = from + 1;
     let mut buf = vec![0u8; CHUNK + HEADER_LEN];
     while start + HEADER_LEN as u64 <= end {
