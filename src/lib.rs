@@ -43,9 +43,11 @@ mod config;
 mod error;
 pub mod format;
 pub mod fs;
+mod logdir;
 mod partition;
 mod record;
 mod segment;
+mod topic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -54,11 +56,18 @@ pub use config::{
     DEFAULT_SEGMENT_MS, Durability, KEYS as CONFIG_KEYS, MIN_SEGMENT_BYTES, TimestampType, TopicConfig,
 };
 pub use error::{CorruptKind, Error, Result};
+pub use logdir::{LogDir, LogDirOptions};
 pub use partition::{
     AppendInfo, LogIter, Partition, PartitionOptions, Reader, Records, RecordsIter, RecoveryMode, TimestampOffset,
 };
 pub use record::{Header, HeaderIter, IntoBytes, Record, RecordRef, StoredRecord};
-pub use segment::{HandleCache, IndexEntry, OffsetIndex, SegmentInfo, TimeIndex, TimeIndexEntry};
+pub use segment::{
+    DEFAULT_OPEN_SEGMENTS, HandleCache, IndexEntry, OffsetIndex, SegmentInfo, TimeIndex, TimeIndexEntry,
+};
+pub use topic::{
+    MAX_TOPIC_NAME_LEN, PartitionDescription, STICKY_BATCH_BYTES, Topic, TopicAppend, TopicDescription, murmur2,
+    partition_for_key, validate_topic_name,
+};
 
 /// Internals for tests, benches and fuzz targets. Not a stable API.
 #[cfg(feature = "testing")]

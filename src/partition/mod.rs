@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use read::{LogIter, Reader, Records, RecordsIter, TimestampOffset};
+pub(crate) use recovery::take_lock as take_dir_lock;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::TopicConfig;
@@ -103,11 +104,6 @@ impl PartitionOptions {
         self.cache = Some(cache);
         self
     }
-    #[allow(dead_code)]
-    pub(crate) fn without_lock(mut self) -> Self {
-        self.lock = false;
-        self
-    }
     /// Opens (creating if needed) the partition in directory `path`.
     ///
     /// # Errors
@@ -155,7 +151,8 @@ pub(crate) struct Inner {
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_cause: Mutex<Option<String>>,
     pub(crate) closed: AtomicBool,
-    pub(crate) _lock: Option<Box<dyn DirLock>>,
+    /// The directory lock, released by `close`.
+    pub(crate) lock: Mutex<Option<Box<dyn DirLock>>>,
 }
 
 /// One partition's log: append records, read them back by offset or timestamp.
@@ -332,8 +329,8 @@ impl Partition {
     }
 
     /// Syncs, writes the indexes and a clean-shutdown checkpoint (so the next open skips
-    /// recovery) and releases the directory lock once every clone is dropped. Later calls on
-    /// any clone fail with [`Error::Closed`].
+    /// recovery) and releases the directory lock. Later calls on any clone fail with
+    /// [`Error::Closed`].
     ///
     /// # Errors
     /// [`Error::Io`], [`Error::Poisoned`].

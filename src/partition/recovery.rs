@@ -250,7 +250,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         poisoned: AtomicBool::new(false),
         poison_cause: Mutex::new(None),
         closed: AtomicBool::new(false),
-        _lock: lock,
+        lock: Mutex::new(lock),
     };
     if !clean {
         // Everything before the active segment is now validated and durable.

@@ -14,8 +14,10 @@ use crate::fs::{OpenMode, durable_replace};
 use crate::record::Record;
 use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, log_file};
 
-/// The active segment grows its allocation in steps of this many bytes.
-const PREALLOCATE_STEP: u64 = 16 << 20;
+/// The active segment's first allocation; each later one doubles, up to [`PREALLOCATE_MAX_STEP`].
+const PREALLOCATE_MIN: u64 = 64 << 10;
+/// Largest single allocation step for the active segment.
+const PREALLOCATE_MAX_STEP: u64 = 16 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -154,7 +156,8 @@ impl Writer {
         if self.allocated == 0 {
             self.opened.file.enable_mapped_writes(self.segment_limit).at(&path)?;
         }
-        let target = need.div_ceil(PREALLOCATE_STEP).saturating_mul(PREALLOCATE_STEP).min(self.segment_limit).max(need);
+        let step = self.allocated.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX_STEP);
+        let target = (self.allocated + step).max(need).min(self.segment_limit).max(need);
         self.opened.file.allocate(target).map_err(|e| Error::io(&path, e))?;
         let _ = inner;
         self.allocated = target;
@@ -206,6 +209,11 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         return Err(Error::InvalidRecord { reason: "an append needs at least one record".into() });
     }
     let config = inner.config.read().clone();
+    if config.cleanup_policy.compact && records.iter().any(|r| r.key.is_none()) {
+        return Err(Error::InvalidRecord {
+            reason: "a compacted log (cleanup.policy=compact) only accepts records with a key".into(),
+        });
+    }
     let now = inner.clock.now_ms();
     let info;
     let sync_needed;
@@ -342,7 +350,13 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
     if inner.closed.load(Ordering::Acquire) {
         return Ok(());
     }
-    inner.check_usable()?;
+    if let Err(e) = inner.check_usable() {
+        // Poisoned: nothing more may be written, but the lock is released so the log can be
+        // reopened (and recovered) right away.
+        inner.closed.store(true, Ordering::Release);
+        inner.lock.lock().take();
+        return Err(e);
+    }
     let path = w.active.log_path();
     let result = (|| {
         w.tracker.finish(&mut w.opened.time.write());
@@ -362,6 +376,7 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
     for s in &inner.view().segments {
         s.close(&inner.cache);
     }
+    inner.lock.lock().take();
     result.map_err(|e| inner.poison(e))
 }
 

@@ -1,0 +1,508 @@
+//! The log directory: named topics, each a folder of partitions, under one lock.
+//!
+//! ```text
+//! <dir>/
+//!   .lock                     exclusive lock held while open
+//!   partlog.meta              marks the directory as ours, with its format version
+//!   topics/<topic>/topic.properties
+//!   topics/<topic>/<partition>/   one partition directory each (segments, checkpoint)
+//!   staging/                  topics being created (removed at open)
+//!   trash/                    topics being deleted (removed at open)
+//! ```
+//!
+//! Creating a topic builds it in `staging/` and renames it into `topics/`; deleting renames it
+//! into `trash/` and then removes it. Both renames are atomic and made durable with directory
+//! fsyncs, so after a crash a topic either fully exists or is fully gone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::TopicConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{DirLock, EntryKind, Fs, OpenMode, StdFs, durable_replace};
+use crate::partition::{Partition, PartitionOptions, RecoveryMode};
+use crate::segment::{DEFAULT_OPEN_SEGMENTS, HandleCache};
+use crate::topic::{Topic, TopicDescription, meta, validate_topic_name};
+
+const META_FILE: &str = "partlog.meta";
+const META_MAGIC: &str = "partlog log directory";
+const META_VERSION: u32 = 1;
+const TOPICS: &str = "topics";
+const STAGING: &str = "staging";
+const TRASH: &str = "trash";
+
+/// Options for opening a [`LogDir`].
+#[derive(Debug, Clone)]
+pub struct LogDirOptions {
+    defaults: TopicConfig,
+    fs: Fs,
+    clock: Arc<dyn Clock>,
+    open_segments: usize,
+    recovery: RecoveryMode,
+}
+
+impl Default for LogDirOptions {
+    fn default() -> Self {
+        LogDirOptions {
+            defaults: TopicConfig::default(),
+            fs: StdFs::shared(),
+            clock: Arc::new(SystemClock),
+            open_segments: DEFAULT_OPEN_SEGMENTS,
+            recovery: RecoveryMode::Strict,
+        }
+    }
+}
+
+impl LogDirOptions {
+    /// Directory-wide topic defaults, returned by [`LogDir::default_topic_config`].
+    pub fn defaults(mut self, config: TopicConfig) -> Self {
+        self.defaults = config;
+        self
+    }
+    /// Uses another file system (the simulated one in tests).
+    pub fn fs(mut self, fs: Fs) -> Self {
+        self.fs = fs;
+        self
+    }
+    /// Uses another clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// How many sealed segments (across all partitions) stay open at once (default
+    /// [`DEFAULT_OPEN_SEGMENTS`]).
+    pub fn max_open_segments(mut self, n: usize) -> Self {
+        self.open_segments = n;
+        self
+    }
+    /// What recovery does with mid-log damage.
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+    /// Opens or creates the log directory.
+    ///
+    /// # Errors
+    /// [`Error::NotALogDir`] for a non-empty directory partlog did not create,
+    /// [`Error::Locked`] when another handle has it open, [`Error::UnsupportedVersion`],
+    /// [`Error::InvalidConfig`] for bad defaults, [`Error::Io`].
+    pub fn open(self, path: impl AsRef<Path>) -> Result<LogDir> {
+        LogDir::open_inner(path.as_ref(), self)
+    }
+}
+
+#[derive(Debug)]
+struct DirInner {
+    path: PathBuf,
+    opts: LogDirOptions,
+    cache: Arc<HandleCache>,
+    topics: Mutex<HashMap<String, Topic>>,
+    /// Serializes create / delete / alter / add-partitions.
+    admin: Mutex<()>,
+    closed: AtomicBool,
+    nonce: AtomicU64,
+    lock: Mutex<Option<Box<dyn DirLock>>>,
+}
+
+/// A directory of topics: what an application opens.
+///
+/// ```
+/// use partlog::{LogDir, Record, TopicConfig};
+/// # let tmp = tempfile::tempdir()?;
+/// let dir = LogDir::open(tmp.path().join("data"))?;
+/// let orders = dir.create_topic("orders", TopicConfig::default().partitions(3))?;
+/// let at = orders.append(Record::new().key("customer-42").value("{\"total\":99}"))?;
+/// for rec in orders.partition(at.partition)?.read(at.offset, 1 << 20)?.iter() {
+///     assert_eq!(rec.key(), Some(&b"customer-42"[..]));
+/// }
+/// assert_eq!(at.partition, orders.partition_for_key(b"customer-42"));
+/// dir.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogDir {
+    inner: Arc<DirInner>,
+}
+
+impl LogDir {
+    /// Opens (creating if needed) a log directory with default options.
+    ///
+    /// # Errors
+    /// As [`LogDirOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<LogDir> {
+        LogDirOptions::default().open(path)
+    }
+
+    /// Options for opening a log directory.
+    pub fn options() -> LogDirOptions {
+        LogDirOptions::default()
+    }
+
+    fn open_inner(path: &Path, opts: LogDirOptions) -> Result<LogDir> {
+        opts.defaults.validate()?;
+        let fs = Arc::clone(&opts.fs);
+        match fs.entry_kind(path).at(path)? {
+            None => {
+                fs.create_dir_all(path).at(path)?;
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs.sync_dir(parent).at(parent)?;
+                }
+            }
+            Some(EntryKind::Dir) => {}
+            Some(_) => return Err(Error::NotALogDir { path: path.to_path_buf(), reason: "not a directory".into() }),
+        }
+        let lock = crate::partition::take_dir_lock(&*fs, path)?;
+        let meta_path = path.join(META_FILE);
+        if fs.entry_kind(&meta_path).at(&meta_path)?.is_some() {
+            check_meta(&*fs, &meta_path)?;
+        } else {
+            let foreign: Vec<String> = fs
+                .read_dir(path)
+                .at(path)?
+                .into_iter()
+                .filter_map(|e| e.name.into_string().ok())
+                .filter(|n| !matches!(n.as_str(), ".lock" | TOPICS | STAGING | TRASH) && !n.starts_with(META_FILE))
+                .collect();
+            if let Some(first) = foreign.first() {
+                return Err(Error::NotALogDir {
+                    path: path.to_path_buf(),
+                    reason: format!("it holds `{first}` and no {META_FILE}"),
+                });
+            }
+            for d in [TOPICS, STAGING, TRASH] {
+                let p = path.join(d);
+                fs.create_dir_all(&p).at(&p)?;
+            }
+            let body = format!("{META_MAGIC}\nversion={META_VERSION}\n");
+            durable_replace(&*fs, &meta_path, body.as_bytes()).at(&meta_path)?;
+        }
+        for d in [TOPICS, STAGING, TRASH] {
+            let p = path.join(d);
+            fs.create_dir_all(&p).at(&p)?;
+        }
+        // Finish interrupted creations and deletions.
+        for d in [STAGING, TRASH] {
+            let p = path.join(d);
+            let mut removed = false;
+            for e in fs.read_dir(&p).at(&p)? {
+                let victim = p.join(&e.name);
+                match e.kind {
+                    EntryKind::Dir => fs.remove_dir_all(&victim).at(&victim)?,
+                    _ => fs.remove_file(&victim).at(&victim)?,
+                }
+                removed = true;
+            }
+            if removed {
+                fs.sync_dir(&p).at(&p)?;
+            }
+        }
+        fs.sync_dir(path).at(path)?;
+        let cache = HandleCache::new(opts.open_segments);
+        Ok(LogDir {
+            inner: Arc::new(DirInner {
+                path: path.to_path_buf(),
+                opts,
+                cache,
+                topics: Mutex::new(HashMap::new()),
+                admin: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                nonce: AtomicU64::new(0),
+                lock: Mutex::new(Some(lock)),
+            }),
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The directory-wide topic defaults set when it was opened.
+    pub fn default_topic_config(&self) -> TopicConfig {
+        self.inner.opts.defaults.clone()
+    }
+
+    fn topic_dir(&self, name: &str) -> PathBuf {
+        self.inner.path.join(TOPICS).join(name)
+    }
+
+    fn partition_options(&self, config: &TopicConfig) -> PartitionOptions {
+        Partition::options()
+            .config(config.clone())
+            .fs(Arc::clone(&self.inner.opts.fs))
+            .clock(Arc::clone(&self.inner.opts.clock))
+            .recovery(self.inner.opts.recovery)
+            .handle_cache(Arc::clone(&self.inner.cache))
+    }
+
+    fn unique(&self) -> String {
+        let n = self.inner.nonce.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{}-{n}", std::process::id(), self.inner.opts.clock.now_ms())
+    }
+
+    /// Names of all topics, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Closed`].
+    pub fn topics(&self) -> Result<Vec<String>> {
+        self.check_open()?;
+        let p = self.inner.path.join(TOPICS);
+        let mut names: Vec<String> = self
+            .inner
+            .opts
+            .fs
+            .read_dir(&p)
+            .at(&p)?
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .filter_map(|e| e.name.into_string().ok())
+            .filter(|n| validate_topic_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates a topic with `config.partitions` partitions. The whole topic appears atomically.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopicName`], [`Error::TopicExists`], [`Error::InvalidConfig`],
+    /// [`Error::Io`].
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
+        self.check_open()?;
+        validate_topic_name(name)?;
+        config.validate()?;
+        let _admin = self.inner.admin.lock();
+        let fs = &*self.inner.opts.fs;
+        let final_dir = self.topic_dir(name);
+        if fs.entry_kind(&final_dir).at(&final_dir)?.is_some() {
+            return Err(Error::TopicExists { name: name.to_owned() });
+        }
+        let staging = self.inner.path.join(STAGING).join(format!("{name}.{}", self.unique()));
+        fs.create_dir_all(&staging).at(&staging)?;
+        let meta_path = staging.join(meta::FILE_NAME);
+        durable_replace(fs, &meta_path, &meta::encode(&config)).at(&meta_path)?;
+        for p in 0..config.partitions {
+            let pd = staging.join(p.to_string());
+            fs.create_dir_all(&pd).at(&pd)?;
+        }
+        fs.sync_dir(&staging).at(&staging)?;
+        let staging_parent = self.inner.path.join(STAGING);
+        fs.sync_dir(&staging_parent).at(&staging_parent)?;
+        fs.rename(&staging, &final_dir).at(&final_dir)?;
+        let topics = self.inner.path.join(TOPICS);
+        fs.sync_dir(&topics).at(&topics)?;
+        fs.sync_dir(&staging_parent).at(&staging_parent)?;
+        drop(_admin);
+        self.topic(name)
+    }
+
+    /// Opens an existing topic (recovering its partitions on first open).
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::InvalidTopicName`], [`Error::Corrupt`],
+    /// [`Error::Io`].
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.check_open()?;
+        validate_topic_name(name)?;
+        let mut topics = self.inner.topics.lock();
+        if let Some(t) = topics.get(name) {
+            return Ok(t.clone());
+        }
+        let fs = &*self.inner.opts.fs;
+        let dir = self.topic_dir(name);
+        if fs.entry_kind(&dir).at(&dir)? != Some(EntryKind::Dir) {
+            return Err(Error::TopicNotFound { name: name.to_owned() });
+        }
+        let config = read_topic_meta(fs, &dir)?;
+        // Partition directories past the count are leftovers of an interrupted add.
+        for e in fs.read_dir(&dir).at(&dir)? {
+            let Some(n) = e.name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if n >= config.partitions && e.kind == EntryKind::Dir {
+                let p = dir.join(&e.name);
+                fs.remove_dir_all(&p).at(&p)?;
+            }
+        }
+        let mut parts = Vec::with_capacity(config.partitions as usize);
+        for p in 0..config.partitions {
+            parts.push(self.partition_options(&config).open(dir.join(p.to_string()))?);
+        }
+        let topic = Topic::new(name.to_owned(), config, parts);
+        topics.insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Changes a topic's configuration (persisted atomically; applies to open partitions at
+    /// once). The partition count cannot change here: use
+    /// [`add_partitions`](Self::add_partitions).
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::InvalidConfig`], [`Error::Io`].
+    pub fn alter_topic_config(&self, name: &str, changes: &[(&str, &str)]) -> Result<TopicConfig> {
+        let topic = self.topic(name)?;
+        let _admin = self.inner.admin.lock();
+        let mut config = topic.config();
+        for (k, v) in changes {
+            config = config.set(k, v)?;
+        }
+        config.validate()?;
+        let p = self.topic_dir(name).join(meta::FILE_NAME);
+        durable_replace(&*self.inner.opts.fs, &p, &meta::encode(&config)).at(&p)?;
+        for part in topic.partitions() {
+            part.set_config(config.clone())?;
+        }
+        *topic.inner.config.write() = config.clone();
+        Ok(config)
+    }
+
+    /// Grows a topic to `total` partitions. Existing data stays where it is, but keys now map
+    /// over more partitions: a key may land in a different partition than before, as in Kafka.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `total` is not above the current count, and as
+    /// [`topic`](Self::topic).
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<Topic> {
+        let topic = self.topic(name)?;
+        let _admin = self.inner.admin.lock();
+        let mut config = topic.config();
+        if total <= config.partitions {
+            return Err(Error::config(
+                "partitions",
+                total,
+                format!("must be above the current count {} (partitions cannot be removed)", config.partitions),
+            ));
+        }
+        let dir = self.topic_dir(name);
+        let mut added = Vec::new();
+        let old = config.partitions;
+        config.partitions = total;
+        for p in old..total {
+            added.push(self.partition_options(&config).open(dir.join(p.to_string()))?);
+        }
+        self.inner.opts.fs.sync_dir(&dir).at(&dir)?;
+        let mp = dir.join(meta::FILE_NAME);
+        durable_replace(&*self.inner.opts.fs, &mp, &meta::encode(&config)).at(&mp)?;
+        let mut all = topic.partitions();
+        all.extend(added);
+        *topic.inner.partitions.write() = Arc::new(all);
+        *topic.inner.config.write() = config;
+        Ok(topic)
+    }
+
+    /// Deletes a topic and all its files. After a crash in the middle, the topic is either
+    /// still complete or entirely gone. Handles to it fail with [`Error::TopicNotFound`].
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::Io`].
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        validate_topic_name(name)?;
+        let _admin = self.inner.admin.lock();
+        let fs = &*self.inner.opts.fs;
+        let dir = self.topic_dir(name);
+        if fs.entry_kind(&dir).at(&dir)? != Some(EntryKind::Dir) {
+            return Err(Error::TopicNotFound { name: name.to_owned() });
+        }
+        if let Some(t) = self.inner.topics.lock().remove(name) {
+            t.inner.deleted.store(true, Ordering::Release);
+            for p in t.partitions() {
+                let _ = p.close();
+            }
+        }
+        let trash = self.inner.path.join(TRASH).join(format!("{name}.{}", self.unique()));
+        fs.rename(&dir, &trash).at(&dir)?;
+        let topics = self.inner.path.join(TOPICS);
+        fs.sync_dir(&topics).at(&topics)?;
+        let trash_dir = self.inner.path.join(TRASH);
+        fs.sync_dir(&trash_dir).at(&trash_dir)?;
+        fs.remove_dir_all(&trash).at(&trash)?;
+        fs.sync_dir(&trash_dir).at(&trash_dir)?;
+        Ok(())
+    }
+
+    /// Describes a topic: partitions, offsets, segments, sizes, configuration.
+    ///
+    /// # Errors
+    /// As [`topic`](Self::topic).
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        Ok(self.topic(name)?.describe())
+    }
+
+    /// Closes every open topic (syncing and writing clean-shutdown checkpoints) and releases
+    /// the directory lock.
+    ///
+    /// # Errors
+    /// The first error from closing a partition.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let topics: Vec<Topic> = self.inner.topics.lock().drain().map(|(_, t)| t).collect();
+        let mut first = Ok(());
+        for t in topics {
+            for p in t.partitions() {
+                if let Err(e) = p.close()
+                    && first.is_ok()
+                {
+                    first = Err(e);
+                }
+            }
+        }
+        self.inner.lock.lock().take();
+        first
+    }
+}
+
+fn check_meta(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<()> {
+    let f = fs.open(path, OpenMode::Read).at(path)?;
+    let len = f.len().at(path)?.min(4096);
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, 0).at(path)?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines = text.lines();
+    if lines.next() != Some(META_MAGIC) {
+        let dir = path.parent().unwrap_or(path).to_path_buf();
+        return Err(Error::NotALogDir { path: dir, reason: format!("{META_FILE} is not ours") });
+    }
+    let version = lines.find_map(|l| l.strip_prefix("version=")).and_then(|v| v.trim().parse::<u32>().ok());
+    match version {
+        Some(META_VERSION) => Ok(()),
+        Some(found) => Err(Error::UnsupportedVersion { path: path.to_path_buf(), found, supported: META_VERSION }),
+        None => Err(Error::corrupt(path, 0, crate::error::CorruptKind::Metadata)),
+    }
+}
+
+fn read_topic_meta(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<TopicConfig> {
+    let p = dir.join(meta::FILE_NAME);
+    let f = fs.open(&p, OpenMode::Read).at(&p)?;
+    let len = f.len().at(&p)?;
+    if len > 1 << 20 {
+        return Err(Error::corrupt(&p, 0, crate::error::CorruptKind::Metadata));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, 0).at(&p)?;
+    meta::decode(&p, &buf)
+}
+
+impl Drop for DirInner {
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::Acquire) {
+            for (_, t) in self.topics.lock().drain() {
+                for p in t.partitions() {
+                    let _ = p.close();
+                }
+            }
+        }
+    }
+}
