@@ -418,10 +418,9 @@ impl BatchBuilder {
         self.count == 0
     }
 
-    /// Records pushed so far.
-    #[allow(dead_code)]
-    pub fn count(&self) -> u32 {
-        self.count
+    /// Largest timestamp pushed so far.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_ts
     }
 
     /// Fills in the header and checksum and returns the finished batch. `last_offset_delta`

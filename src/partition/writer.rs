@@ -235,19 +235,13 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         let count = records.len() as u64;
         let last_offset = base + count - 1;
 
-        // Roll first if this batch does not belong in the active segment.
-        let active_meta_first_ts = w.active.meta().first_ts;
+        // Roll first if this batch does not belong in the active segment (Kafka's rules).
+        let first_ts = w.active.meta().first_ts;
+        let too_big = w.pos + len > u64::from(config.segment_bytes);
         let index_full = w.opened.index.read().len() >= config.max_index_entries();
-        let overflow = last_offset - w.active.base > u64::from(u32::MAX);
-        let too_big = w.pos > 0
-            && w.pos + len > u64::from(config.segment_bytes).min(w.segment_limit.max(u64::from(config.segment_bytes)));
-        let batch_max_ts = {
-            // Cheap: the header is filled by finish(), but we know every timestamp here.
-            records.iter().map(|r| resolve_timestamp(r, &config, now).unwrap_or(now)).max().unwrap_or(now)
-        };
-        let too_old = w.pos > 0
-            && active_meta_first_ts != NO_TS
-            && batch_max_ts.saturating_sub(active_meta_first_ts) >= config.segment_ms;
+        let overflow = last_offset - w.active.base > u64::from(u32::MAX)
+            || w.pos + len > u64::from(u32::MAX);
+        let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms;
         if w.pos > 0 && (too_big || index_full || overflow || too_old) {
             w.mark_dirty(inner)?;
             if let Err(e) = w.roll(inner, base, &config) {
