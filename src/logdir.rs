@@ -148,10 +148,7 @@ impl LogDir {
         let fs = Arc::clone(&opts.fs);
         match fs.entry_kind(path).at(path)? {
             None => {
-                fs.create_dir_all(path).at(path)?;
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs.sync_dir(parent).at(parent)?;
-                }
+                crate::fs::create_dir_durable(&*fs, path).at(path)?;
             }
             Some(EntryKind::Dir) => {}
             Some(_) => return Err(Error::NotALogDir { path: path.to_path_buf(), reason: "not a directory".into() }),

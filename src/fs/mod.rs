@@ -128,6 +128,30 @@ pub trait FileHandle: Send + Sync + Debug {
 /// Shared file-system handle.
 pub type Fs = Arc<dyn FileSystem>;
 
+/// Creates `path` and any missing ancestors, and makes every new directory entry durable
+/// (an fsync of each created directory's parent, deepest first). Returns whether anything was
+/// created.
+pub fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result<bool> {
+    let mut missing = Vec::new();
+    let mut cur = Some(path);
+    while let Some(p) = cur.filter(|p| !p.as_os_str().is_empty()) {
+        if fs.entry_kind(p)?.is_some() {
+            break;
+        }
+        missing.push(p);
+        cur = p.parent();
+    }
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    fs.create_dir_all(path)?;
+    for p in &missing {
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+        fs.sync_dir(parent)?;
+    }
+    Ok(true)
+}
+
 /// Replaces `path` with `contents` atomically and durably: write `path.tmp`, fsync it, rename it
 /// over `path`, fsync the directory. After a crash at any point, `path` holds either the old
 /// or the new contents, never a mix.

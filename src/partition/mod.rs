@@ -12,6 +12,7 @@
 mod checkpoint;
 mod read;
 mod recovery;
+mod truncate;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -295,7 +296,7 @@ impl Partition {
     /// # Errors
     /// [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
-        writer::truncate_to(&self.inner, offset)
+        truncate::truncate_to(&self.inner, offset)
     }
 
     /// Makes `offset` the log start: records below it become unreadable and whole segments

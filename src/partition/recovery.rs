@@ -31,13 +31,8 @@ struct Found {
 
 pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
     let fs = Arc::clone(&opts.fs);
-    let created = fs.entry_kind(path).at(path)?.is_none();
-    if created {
-        fs.create_dir_all(path).at(path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent).at(parent)?;
-        }
-    } else if fs.entry_kind(path).at(path)? != Some(EntryKind::Dir) {
+    let created = crate::fs::create_dir_durable(&*fs, path).at(path)?;
+    if !created && fs.entry_kind(path).at(path)? != Some(EntryKind::Dir) {
         return Err(Error::NotALogDir { path: path.to_path_buf(), reason: "not a directory".into() });
     }
     let lock = if opts.lock { Some(take_lock(&*fs, path)?) } else { None };
@@ -85,12 +80,17 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
 
     let cp = if checkpoint_present { read_checkpoint(&*fs, path)? } else { None };
     let mut bases: Vec<u64> = found.keys().copied().collect();
+    // Finish a truncation that was durably planned but maybe not carried out.
+    let redone = super::truncate::redo_on_open(&*fs, path, &mut bases)?;
     let mut log_start = cp.as_ref().map_or(0, |c| c.log_start);
     if let Some(&first) = bases.first() {
         if cp.is_none() {
             log_start = first;
         }
         log_start = log_start.max(first);
+    }
+    if let Some(intent) = redone.as_ref().filter(|i| i.full) {
+        log_start = intent.target;
     }
 
     // Segments wholly below the log start are left over from an interrupted advance.
@@ -99,13 +99,16 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         delete_segment_files(&*fs, path, b)?;
     }
 
-    let clean = cp.as_ref().is_some_and(|c| {
-        c.clean && c.segments.len() == bases.len() && c.segments.iter().zip(&bases).all(|(m, b)| m.base == *b)
-    });
-    let recovery_point = match &cp {
-        Some(c) if clean => c.next_offset,
-        Some(c) => c.recovery_point,
-        None => 0,
+    let clean = redone.is_none()
+        && cp.as_ref().is_some_and(|c| {
+            c.clean && c.segments.len() == bases.len() && c.segments.iter().zip(&bases).all(|(m, b)| m.base == *b)
+        });
+    let recovery_point = match (&cp, &redone) {
+        (Some(c), _) if clean => c.next_offset,
+        // A redone truncation changed the segment it cut: re-validate from there.
+        (Some(c), Some(i)) => c.recovery_point.min(i.seg_base),
+        (Some(c), None) => c.recovery_point,
+        (None, _) => 0,
     };
     let interval = opts.config.index_interval_bytes;
 
@@ -256,6 +259,9 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         // Everything before the active segment is now validated and durable.
         let mut w = inner.writer.lock();
         w.write_checkpoint(&inner, false)?;
+    }
+    if redone.is_some() {
+        super::truncate::finish(&*inner.fs, path)?;
     }
     Ok(inner)
 }

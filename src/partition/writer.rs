@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::checkpoint::{self, Checkpoint};
 use super::recovery::delete_segment_files;
 use super::{AppendInfo, Inner, View};
-use crate::batch::{ATTR_LOG_APPEND_TIME, BatchBuilder, BatchHeader, HEADER_LEN, RecordIter};
+use crate::batch::{ATTR_LOG_APPEND_TIME, BatchBuilder, BatchHeader};
 use crate::config::{TimestampType, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{OpenMode, durable_replace};
 use crate::record::Record;
-use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, log_file};
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
 
 /// The active segment's first allocation; each later one doubles, up to [`PREALLOCATE_MAX_STEP`].
 const PREALLOCATE_MIN: u64 = 64 << 10;
@@ -21,15 +21,15 @@ const PREALLOCATE_MAX_STEP: u64 = 16 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Writer {
-    active: Arc<Segment>,
-    opened: Arc<Opened>,
-    tracker: IndexTracker,
+    pub(super) active: Arc<Segment>,
+    pub(super) opened: Arc<Opened>,
+    pub(super) tracker: IndexTracker,
     /// Bytes written to the active segment.
-    pos: u64,
+    pub(super) pos: u64,
     /// Bytes allocated for the active segment.
-    allocated: u64,
+    pub(super) allocated: u64,
     /// Largest size the active segment may reach (its `segment.bytes` at creation).
-    segment_limit: u64,
+    pub(super) segment_limit: u64,
     builder: BatchBuilder,
     /// Records appended since the last fsync.
     unflushed: u64,
@@ -37,7 +37,7 @@ pub(crate) struct Writer {
     /// change).
     clean_on_disk: bool,
     /// Base offset of the first segment that is not known to be fsynced.
-    recovery_point: u64,
+    pub(super) recovery_point: u64,
 }
 
 impl Writer {
@@ -82,7 +82,7 @@ impl Writer {
 
     /// Before the first change after a clean open: the checkpoint must stop vouching for the
     /// files, or a crash now would be taken for a clean shutdown.
-    fn mark_dirty(&mut self, inner: &Inner) -> Result<()> {
+    pub(super) fn mark_dirty(&mut self, inner: &Inner) -> Result<()> {
         if self.clean_on_disk {
             self.write_checkpoint(inner, false)?;
         }
@@ -96,12 +96,16 @@ impl Writer {
         // Seal: final time-index entry, trim the preallocation, make it durable, write indexes.
         self.tracker.finish(&mut self.opened.time.write());
         self.opened.file.set_len(self.pos).at(&log_path)?;
+        // The preallocation is gone: a failed roll that is retried must allocate again.
+        self.allocated = self.pos;
         self.opened.file.sync_data().at(&log_path)?;
         let meta = old.meta();
         {
+            // Derived data: if it cannot be written (a full disk, say) the segment's indexes
+            // are rebuilt from the log when it is next opened.
             let index = self.opened.index.read();
             let time = self.opened.time.read();
-            write_index_files(inner, &old, &meta, &index, &time)?;
+            let _ = write_index_files(inner, &old, &meta, &index, &time);
         }
         // Create the next segment; its directory entry is durable before anything in it is
         // acknowledged.
@@ -141,8 +145,12 @@ impl Writer {
             let mut st = inner.sync_state.lock();
             st.synced = st.synced.max(new_base);
         }
-        self.write_checkpoint(inner, false)?;
-        Ok(())
+        // The roll is done in memory. A checkpoint that cannot be written now only means the
+        // next open re-validates more; it is written again at the next roll or close.
+        match self.write_checkpoint(inner, false) {
+            Err(e @ Error::StorageFull { .. }) => Err(e),
+            r => r,
+        }
     }
 
     /// Makes room for `len` more bytes in the active segment. Fails cleanly (nothing written,
@@ -239,13 +247,16 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         let first_ts = w.active.meta().first_ts;
         let too_big = w.pos + len > u64::from(config.segment_bytes);
         let index_full = w.opened.index.read().len() >= config.max_index_entries();
-        let overflow = last_offset - w.active.base > u64::from(u32::MAX)
-            || w.pos + len > u64::from(u32::MAX);
+        let overflow = last_offset - w.active.base > u64::from(u32::MAX) || w.pos + len > u64::from(u32::MAX);
         let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms;
         if w.pos > 0 && (too_big || index_full || overflow || too_old) {
             w.mark_dirty(inner)?;
-            if let Err(e) = w.roll(inner, base, &config) {
-                return Err(inner.poison(e));
+            match w.roll(inner, base, &config) {
+                Ok(()) => {}
+                // A full disk fails the append cleanly: either the roll can be retried, or it
+                // completed in memory and only the checkpoint is behind.
+                Err(e @ Error::StorageFull { .. }) => return Err(e),
+                Err(e) => return Err(inner.poison(e)),
             }
         }
         w.mark_dirty(inner)?;
@@ -372,152 +383,6 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
     }
     inner.lock.lock().take();
     result.map_err(|e| inner.poison(e))
-}
-
-pub(crate) fn truncate_to(inner: &Inner, offset: u64) -> Result<()> {
-    let config = inner.config.read().clone();
-    let mut w = inner.writer.lock();
-    inner.check_usable()?;
-    let end = inner.next_offset.load(Ordering::Acquire);
-    if offset >= end {
-        return Ok(());
-    }
-    w.mark_dirty(inner)?;
-    let log_start = inner.log_start.load(Ordering::Acquire);
-    let result = if offset <= log_start {
-        truncate_fully(inner, &mut w, offset, &config)
-    } else {
-        truncate_within(inner, &mut w, offset, &config)
-    };
-    result.map_err(|e| inner.poison(e))
-}
-
-/// Deletes every segment and starts an empty log at `offset`.
-fn truncate_fully(inner: &Inner, w: &mut Writer, offset: u64, config: &TopicConfig) -> Result<()> {
-    let old = inner.view();
-    let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(offset));
-    // Make the new empty segment first so a crash never leaves a directory without one.
-    let new_path = seg.log_path();
-    let exists = old.segments.iter().any(|s| s.base == offset);
-    for s in old.segments.iter().filter(|s| s.base != offset || exists) {
-        s.deleted.store(true, Ordering::Release);
-        s.close(&inner.cache);
-    }
-    inner.log_start.store(offset, Ordering::Release);
-    for s in &old.segments {
-        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
-    }
-    let file = inner.fs.open(&new_path, OpenMode::Create).at(&new_path)?;
-    file.set_len(0).at(&new_path)?;
-    inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
-    let opened = Opened::new(file, OffsetIndex::new(offset), TimeIndex::new(offset));
-    seg.pin(Arc::clone(&opened));
-    *inner.view.write() = Arc::new(View { segments: vec![Arc::clone(&seg)] });
-    inner.next_offset.store(offset, Ordering::Release);
-    w.active = seg;
-    w.opened = opened;
-    w.tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: offset };
-    w.pos = 0;
-    w.allocated = 0;
-    w.segment_limit = u64::from(config.segment_bytes);
-    w.recovery_point = offset;
-    {
-        let mut st = inner.sync_state.lock();
-        st.synced = offset;
-    }
-    w.write_checkpoint(inner, false)
-}
-
-/// Cuts the log so `offset` is the next offset, keeping records below it.
-fn truncate_within(inner: &Inner, w: &mut Writer, offset: u64, config: &TopicConfig) -> Result<()> {
-    let view = inner.view();
-    let idx = view.floor(offset);
-    let Some(target) = view.segments.get(idx).cloned() else { return Ok(()) };
-    // Later segments go first (newest first), then the target is cut.
-    let later: Vec<Arc<Segment>> = view.segments[idx + 1..].to_vec();
-    let interval = config.index_interval_bytes;
-    let opened = if Arc::ptr_eq(&target, &w.active) {
-        Arc::clone(&w.opened)
-    } else {
-        // Reopen the sealed target for writing.
-        let p = target.log_path();
-        let file = inner.fs.open(&p, OpenMode::Write).at(&p)?;
-        Opened::new(file, OffsetIndex::new(target.base), TimeIndex::new(target.base))
-    };
-    let path = target.log_path();
-    let size = target.len.load(Ordering::Acquire);
-    // Find the batch holding `offset`, keep the records before it.
-    let scan = log_file::scan(&*opened.file, &path, target.base, size, interval)?;
-    let cut;
-    let mut rewrite: Option<Vec<u8>> = None;
-    {
-        let mut pos = 0u64;
-        let mut buf = vec![0u8; HEADER_LEN];
-        while pos < scan.meta.size {
-            opened.file.read_exact_at(&mut buf[..HEADER_LEN], pos).at(&path)?;
-            let h = BatchHeader::parse(&buf, usize::try_from(scan.meta.size - pos).unwrap_or(usize::MAX))
-                .map_err(|k| Error::corrupt(&path, pos, k))?;
-            if h.last_offset() >= offset {
-                if h.base_offset < offset {
-                    let mut whole = vec![0u8; h.length as usize];
-                    opened.file.read_exact_at(&mut whole, pos).at(&path)?;
-                    let mut b = BatchBuilder::new();
-                    b.begin(h.base_offset);
-                    for r in RecordIter::new(&whole, h).filter(|r| r.offset() < offset) {
-                        b.push_ref(&r);
-                    }
-                    if !b.is_empty() {
-                        let last_delta = offset - 1 - h.base_offset;
-                        rewrite = Some(b.finish(h.attributes, Some(last_delta)).0.to_vec());
-                    }
-                }
-                break;
-            }
-            pos += u64::from(h.length);
-        }
-        cut = pos;
-    }
-    for s in later.iter().rev() {
-        s.deleted.store(true, Ordering::Release);
-        s.close(&inner.cache);
-        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
-    }
-    opened.file.set_len(cut).at(&path)?;
-    if let Some(bytes) = &rewrite {
-        opened.file.write_at(bytes, cut).at(&path)?;
-    }
-    let end = cut + rewrite.as_ref().map_or(0, |b| b.len() as u64);
-    opened.file.sync_data().at(&path)?;
-    inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
-    // Rebuild the summary and indexes of what is left (it is the active segment again).
-    let rescan = log_file::scan(&*opened.file, &path, target.base, end, interval)?;
-    if let Some(stop) = rescan.stop {
-        return Err(Error::corrupt(&path, stop.pos, stop.kind));
-    }
-    let meta = rescan.meta;
-    *opened.index.write() = rescan.index;
-    *opened.time.write() = rescan.time;
-    w.tracker = rescan.tracker;
-    target.set_meta(&meta);
-    target.pin(Arc::clone(&opened));
-    // Remove stale index files of the now active segment.
-    for p in [target.index_path(), target.time_path()] {
-        let _ = inner.fs.remove_file(&p);
-    }
-    let segments = view.segments[..=idx].to_vec();
-    *inner.view.write() = Arc::new(View { segments });
-    inner.next_offset.store(offset, Ordering::Release);
-    w.active = target;
-    w.opened = opened;
-    w.pos = end;
-    w.allocated = end;
-    w.segment_limit = u64::from(config.segment_bytes).max(end);
-    w.recovery_point = w.recovery_point.min(w.active.base);
-    {
-        let mut st = inner.sync_state.lock();
-        st.synced = st.synced.min(offset);
-    }
-    w.write_checkpoint(inner, false)
 }
 
 pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
