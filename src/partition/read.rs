@@ -174,7 +174,14 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             let want = (cur + HEADER_LEN).max(buf.len() * 2);
             grow(&*opened.file, &path, &mut buf, from, want, seg_len)?;
         }
-        let h = BatchHeader::parse(&buf[cur..], left).map_err(|k| Error::corrupt(&path, pos, k))?;
+        // Every batch passed over is validated too: a damaged header must not make the read
+        // skip to later records. Damage after at least one good batch ends this read early;
+        // the next read starts there and reports it.
+        let h = match BatchHeader::parse(&buf[cur..], left) {
+            Ok(h) => h,
+            Err(_) if first.is_some() => break,
+            Err(k) => return Err(Error::corrupt(&path, pos, k)),
+        };
         let len = h.length as usize;
         let keep = h.last_offset() >= offset;
         if keep && first.is_some_and(|f| cur + len - f > max_bytes) {
@@ -184,8 +191,12 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             let want = (cur + len).max(buf.len() * 2);
             grow(&*opened.file, &path, &mut buf, from, want, seg_len)?;
         }
+        match batch::validate(&buf[cur..cur + len]) {
+            Ok(_) => {}
+            Err(_) if first.is_some() => break,
+            Err(k) => return Err(Error::corrupt(&path, pos, k)),
+        }
         if keep {
-            batch::validate(&buf[cur..cur + len]).map_err(|k| Error::corrupt(&path, pos, k))?;
             if first.is_none() {
                 first = Some(cur);
             }
@@ -236,14 +247,17 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
         let path = seg.log_path();
         let mut pos = from;
         let mut hdr = [0u8; HEADER_LEN];
+        let mut whole = Vec::new();
         while pos + HEADER_LEN as u64 <= seg_len {
             opened.file.read_exact_at(&mut hdr, pos).at(&path)?;
             let left = usize::try_from(seg_len - pos).unwrap_or(usize::MAX);
             let h = BatchHeader::parse(&hdr, left).map_err(|k| Error::corrupt(&path, pos, k))?;
+            // Validate every batch passed over, so damage is reported rather than skipped.
+            whole.clear();
+            whole.resize(h.length as usize, 0);
+            opened.file.read_exact_at(&mut whole, pos).at(&path)?;
+            batch::validate(&whole).map_err(|k| Error::corrupt(&path, pos, k))?;
             if h.max_timestamp >= ts && h.last_offset() >= start_offset {
-                let mut whole = vec![0u8; h.length as usize];
-                opened.file.read_exact_at(&mut whole, pos).at(&path)?;
-                batch::validate(&whole).map_err(|k| Error::corrupt(&path, pos, k))?;
                 let hit = RecordIter::new(&whole, h).find(|r| r.offset() >= start_offset && r.timestamp() >= ts);
                 if let Some(r) = hit {
                     return Ok(Some(super::TimestampOffset { offset: r.offset(), timestamp: r.timestamp() }));

@@ -101,7 +101,12 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
 
     let clean = redone.is_none()
         && cp.as_ref().is_some_and(|c| {
-            c.clean && c.segments.len() == bases.len() && c.segments.iter().zip(&bases).all(|(m, b)| m.base == *b)
+            c.clean
+                && c.segments.len() == bases.len()
+                && c.segments.iter().zip(&bases).all(|(m, b)| m.base == *b)
+                // The active segment was trimmed at close: any other length means it changed
+                // since, so it is re-validated rather than trusted.
+                && c.segments.last().is_some_and(|m| file_len(&*fs, path, m.base) == Some(m.size))
         });
     let recovery_point = match (&cp, &redone) {
         (Some(c), _) if clean => c.next_offset,
@@ -292,6 +297,11 @@ fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Checkpoint>
         // A damaged checkpoint only costs a full re-validation.
         Err(checkpoint::Bad::Damaged) => Ok(None),
     }
+}
+
+fn file_len(fs: &dyn FileSystem, dir: &Path, base: u64) -> Option<u64> {
+    let p = dir.join(crate::segment::log_name(base));
+    fs.open(&p, OpenMode::Read).ok()?.len().ok()
 }
 
 fn segment_has_data(fs: &dyn FileSystem, dir: &Path, base: u64) -> bool {
