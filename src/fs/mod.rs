@@ -128,6 +128,39 @@ pub trait FileHandle: Send + Sync + Debug {
 /// Shared file-system handle.
 pub type Fs = Arc<dyn FileSystem>;
 
+/// Replaces `path` with `contents` through a temporary file and a rename, without any fsync.
+/// For derived data whose loss or damage is detected and repaired (indexes): after a crash the
+/// file is the old one, the new one, or damaged, never a silent mix that passes its checksums.
+pub fn replace_unsynced(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let f = fs.open(&tmp, OpenMode::Create)?;
+        f.set_len(0)?;
+        f.write_at(contents, 0)?;
+    }
+    fs.rename(&tmp, path)
+}
+
+fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::path::PathBuf::from(tmp)
+}
+
+/// Like [`durable_replace`] but without the directory fsync: after a crash `path` holds the old
+/// or the new contents (both complete), not necessarily the new. For files whose older version
+/// is still correct, only less current (the checkpoint after a segment roll).
+pub fn replace_without_dir_sync(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let f = fs.open(&tmp, OpenMode::Create)?;
+        f.set_len(0)?;
+        f.write_at(contents, 0)?;
+        f.sync_data()?;
+    }
+    fs.rename(&tmp, path)
+}
+
 /// Creates `path` and any missing ancestors, and makes every new directory entry durable
 /// (an fsync of each created directory's parent, deepest first). Returns whether anything was
 /// created.
@@ -156,16 +189,7 @@ pub fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result<bool> 
 /// over `path`, fsync the directory. After a crash at any point, `path` holds either the old
 /// or the new contents, never a mix.
 pub fn durable_replace(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let f = fs.open(&tmp, OpenMode::Create)?;
-        f.set_len(0)?;
-        f.write_at(contents, 0)?;
-        f.sync_data()?;
-    }
-    fs.rename(&tmp, path)?;
+    replace_without_dir_sync(fs, path, contents)?;
     let parent = path.parent().unwrap_or_else(|| Path::new("."));
     fs.sync_dir(parent)
 }

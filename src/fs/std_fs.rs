@@ -187,7 +187,11 @@ impl FileHandle for StdFile {
     }
 
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        if let Some(dst) = self.mapped(pos, buf.len()) {
+        // Small writes go through the map (no syscall); large ones through pwrite, which fills
+        // whole new pages without the page faults a first store to each page costs.
+        if buf.len() < MAPPED_WRITE_MAX
+            && let Some(dst) = self.mapped(pos, buf.len())
+        {
             // SAFETY: as in `read_at`; the single writer (serialized by the partition's writer
             // lock) stores to a range no reader reads until it is published.
             unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, buf.len()) };
@@ -222,6 +226,7 @@ impl FileHandle for StdFile {
             Ok(()) => {
                 if let Some(map) = self.map.get() {
                     self.allocated.store(len.min(map.len), Ordering::Release);
+                    release_behind(map, have);
                 }
                 Ok(())
             }
@@ -245,6 +250,35 @@ impl FileHandle for StdFile {
         let _ = self.map.set(Mapping { raw, len: max_len });
         Ok(())
     }
+}
+
+/// Writes smaller than this go through the map.
+const MAPPED_WRITE_MAX: usize = 4096;
+
+/// Mapped pages further than this behind the write position are unmapped from the process
+/// (they stay in the page cache), so a long active segment does not grow the resident set.
+const RESIDENT_WINDOW: u64 = 32 << 20;
+
+/// Drops the page-table entries of the mapped region well behind `end` (`MADV_DONTNEED` on a
+/// shared file mapping keeps the data, which lives in the page cache; a later access faults it
+/// back in).
+fn release_behind(map: &Mapping, end: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: u64 = 4096;
+        let upto = end.saturating_sub(RESIDENT_WINDOW) / PAGE * PAGE;
+        if upto == 0 {
+            return;
+        }
+        let Ok(n) = usize::try_from(upto.min(map.len)) else { return };
+        // SAFETY: the range lies inside the mapping; MADV_DONTNEED on a MAP_SHARED file mapping
+        // discards no data. Readers of the range fault the pages back in from the page cache.
+        unsafe {
+            libc::madvise(map.raw.as_mut_ptr().cast(), n, libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (map, end);
 }
 
 fn is_unsupported(e: &io::Error) -> bool {

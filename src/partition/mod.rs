@@ -148,6 +148,9 @@ pub(crate) struct Inner {
     pub(crate) log_start: AtomicU64,
     pub(crate) next_offset: AtomicU64,
     pub(crate) sync_state: Mutex<SyncState>,
+    /// Appends under `flush.messages=1` that have started but not yet asked for their fsync:
+    /// the thread about to fsync waits briefly for them so they share it (group commit).
+    pub(crate) appending: std::sync::atomic::AtomicUsize,
     pub(crate) sync_cv: Condvar,
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_cause: Mutex<Option<String>>,

@@ -9,9 +9,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::record::{RecordRef, StoredRecord};
 use crate::segment::{NO_TS, Segment};
 
-/// Bytes read past the requested budget on the first I/O, so that the scan from the sparse
-/// index entry to the wanted batch usually needs a single read.
-const LOOKAHEAD: usize = 8 << 10;
+/// Bytes read past the index interval and the requested budget on the first I/O, so that the
+/// scan from the sparse index entry through the wanted batch usually needs a single read.
+const LOOKAHEAD: usize = 1 << 10;
 
 /// Whole record batches returned by [`Partition::read`], with records before the requested
 /// offset skipped.
@@ -148,6 +148,12 @@ pub(crate) fn read(inner: &Inner, offset: u64, max_bytes: usize) -> Result<Recor
 }
 
 /// Reads from one segment; `None` when it holds nothing at or after `offset`.
+///
+/// Batches returned are CRC-checked. Batches passed over on the way (between the sparse index
+/// entry and the target) are not, with one exception that keeps damage from going unnoticed:
+/// when the first batch returned starts after `offset` (the target seems to fall in a gap),
+/// the batch passed over just before it is checked too, since a damaged header there could
+/// have hidden the target.
 fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Option<Records>> {
     let opened = seg.open(&*inner.fs, &inner.cache, interval)?;
     let seg_len = seg.len.load(Ordering::Acquire);
@@ -155,14 +161,16 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
     if from >= seg_len {
         return Ok(None);
     }
-    let path = seg.log_path();
+    let corrupt = |pos: u64, k| Error::corrupt(&seg.log_path(), pos, k);
+    let io = |e| Error::io(&seg.log_path(), e);
     let avail = seg_len - from;
-    let first_read = (max_bytes.saturating_add(interval as usize).saturating_add(LOOKAHEAD) as u64).min(avail);
-    let mut buf = vec![0u8; usize::try_from(first_read).unwrap_or(usize::MAX)];
-    opened.file.read_exact_at(&mut buf, from).at(&path)?;
+    let first_read = (max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD) as u64;
+    let mut buf = vec![0u8; usize::try_from(first_read.min(avail)).unwrap_or(usize::MAX)];
+    opened.file.read_exact_at(&mut buf, from).map_err(io)?;
 
     let mut cur = 0usize;
     let mut first: Option<usize> = None;
+    let mut skipped: Option<(usize, usize)> = None;
     let mut next_offset = offset;
     loop {
         let pos = from + cur as u64;
@@ -172,36 +180,39 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
         let left = usize::try_from(seg_len - pos).unwrap_or(usize::MAX);
         if cur + HEADER_LEN > buf.len() {
             let want = (cur + HEADER_LEN).max(buf.len() * 2);
-            grow(&*opened.file, &path, &mut buf, from, want, seg_len)?;
+            grow(&*opened.file, &mut buf, from, want, seg_len).map_err(io)?;
         }
-        // Every batch passed over is validated too: a damaged header must not make the read
-        // skip to later records. Damage after at least one good batch ends this read early;
-        // the next read starts there and reports it.
         let h = match BatchHeader::parse(&buf[cur..], left) {
             Ok(h) => h,
+            // Damage after good batches ends this read; the next read reports it.
             Err(_) if first.is_some() => break,
-            Err(k) => return Err(Error::corrupt(&path, pos, k)),
+            Err(k) => return Err(corrupt(pos, k)),
         };
         let len = h.length as usize;
-        let keep = h.last_offset() >= offset;
-        if keep && first.is_some_and(|f| cur + len - f > max_bytes) {
+        if h.last_offset() < offset {
+            skipped = Some((cur, len));
+            cur += len;
+            continue;
+        }
+        if first.is_some_and(|f| cur + len - f > max_bytes) {
             break;
         }
         if cur + len > buf.len() {
             let want = (cur + len).max(buf.len() * 2);
-            grow(&*opened.file, &path, &mut buf, from, want, seg_len)?;
+            grow(&*opened.file, &mut buf, from, want, seg_len).map_err(io)?;
         }
-        match batch::validate(&buf[cur..cur + len]) {
+        if first.is_none() && h.base_offset > offset {
+            if let Some((s, l)) = skipped {
+                batch::verify(&buf[s..s + l]).map_err(|k| corrupt(from + s as u64, k))?;
+            }
+        }
+        match batch::verify(&buf[cur..cur + len]) {
             Ok(_) => {}
             Err(_) if first.is_some() => break,
-            Err(k) => return Err(Error::corrupt(&path, pos, k)),
+            Err(k) => return Err(corrupt(pos, k)),
         }
-        if keep {
-            if first.is_none() {
-                first = Some(cur);
-            }
-            next_offset = h.next_offset();
-        }
+        first.get_or_insert(cur);
+        next_offset = h.next_offset();
         cur += len;
         if first.is_some_and(|f| cur - f >= max_bytes) {
             break;
@@ -214,12 +225,11 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
 /// Extends `buf` (which holds the file from `from`) to `want` bytes, never past `seg_len`.
 fn grow(
     file: &dyn crate::fs::FileHandle,
-    path: &std::path::Path,
     buf: &mut Vec<u8>,
     from: u64,
     want: usize,
     seg_len: u64,
-) -> Result<()> {
+) -> std::io::Result<()> {
     let max = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
     let want = want.min(max);
     let have = buf.len();
@@ -227,7 +237,7 @@ fn grow(
         return Ok(());
     }
     buf.resize(want, 0);
-    file.read_exact_at(&mut buf[have..], from + have as u64).at(path)
+    file.read_exact_at(&mut buf[have..], from + have as u64)
 }
 
 pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<super::TimestampOffset>> {
@@ -256,7 +266,7 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
             whole.clear();
             whole.resize(h.length as usize, 0);
             opened.file.read_exact_at(&mut whole, pos).at(&path)?;
-            batch::validate(&whole).map_err(|k| Error::corrupt(&path, pos, k))?;
+            batch::verify(&whole).map_err(|k| Error::corrupt(&path, pos, k))?;
             if h.max_timestamp >= ts && h.last_offset() >= start_offset {
                 let hit = RecordIter::new(&whole, h).find(|r| r.offset() >= start_offset && r.timestamp() >= ts);
                 if let Some(r) = hit {

@@ -16,6 +16,9 @@ use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment,
 
 /// The active segment's first allocation; each later one doubles, up to [`PREALLOCATE_MAX_STEP`].
 const PREALLOCATE_MIN: u64 = 64 << 10;
+/// How long the thread about to fsync waits for appends already in progress to join it.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(100);
+
 /// Largest single allocation step for the active segment.
 const PREALLOCATE_MAX_STEP: u64 = 16 << 20;
 
@@ -64,8 +67,14 @@ impl Writer {
         }
     }
 
-    /// Writes the checkpoint (atomically and durably).
+    /// Writes the checkpoint atomically and durably.
     pub(crate) fn write_checkpoint(&mut self, inner: &Inner, clean: bool) -> Result<()> {
+        self.put_checkpoint(inner, clean, true)
+    }
+
+    /// Writes the checkpoint; `dir_sync` false leaves the rename itself not yet durable, for
+    /// updates whose older version stays correct (only the recovery point moves).
+    fn put_checkpoint(&mut self, inner: &Inner, clean: bool, dir_sync: bool) -> Result<()> {
         let view = inner.view();
         let cp = Checkpoint {
             clean,
@@ -75,7 +84,11 @@ impl Writer {
             segments: view.segments.iter().map(|s| s.meta()).collect(),
         };
         let p = inner.dir.join(checkpoint::FILE_NAME);
-        durable_replace(&*inner.fs, &p, &cp.encode()).at(&p)?;
+        if dir_sync {
+            durable_replace(&*inner.fs, &p, &cp.encode()).at(&p)?;
+        } else {
+            crate::fs::replace_without_dir_sync(&*inner.fs, &p, &cp.encode()).at(&p)?;
+        }
         self.clean_on_disk = clean;
         Ok(())
     }
@@ -133,7 +146,7 @@ impl Writer {
             segments.push(Arc::clone(&seg));
             *view = Arc::new(View { segments });
         }
-        old.unpin(&inner.cache);
+        old.seal();
         self.active = seg;
         self.opened = opened;
         self.tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: new_base };
@@ -147,7 +160,9 @@ impl Writer {
         }
         // The roll is done in memory. A checkpoint that cannot be written now only means the
         // next open re-validates more; it is written again at the next roll or close.
-        match self.write_checkpoint(inner, false) {
+        // Its older version stays correct (the recovery point is only behind), so the rename
+        // need not be durable yet.
+        match self.put_checkpoint(inner, false, false) {
             Err(e @ Error::StorageFull { .. }) => Err(e),
             r => r,
         }
@@ -225,6 +240,24 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
     let now = inner.clock.now_ms();
     let info;
     let sync_needed;
+    let group = config.flush_messages == 1;
+    if group {
+        inner.appending.fetch_add(1, Ordering::AcqRel);
+    }
+    let result = append_locked(inner, records, &config, now);
+    if group {
+        inner.appending.fetch_sub(1, Ordering::AcqRel);
+    }
+    (info, sync_needed) = result?;
+    if sync_needed {
+        sync_to(inner, info.last_offset + 1)?;
+    }
+    Ok(info)
+}
+
+fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, now: i64) -> Result<(AppendInfo, bool)> {
+    let info;
+    let sync_needed;
     {
         let mut w = inner.writer.lock();
         inner.check_usable()?;
@@ -297,10 +330,7 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
             }
         };
     }
-    if sync_needed {
-        sync_to(inner, info.last_offset + 1)?;
-    }
-    Ok(info)
+    Ok((info, sync_needed))
 }
 
 /// Waits until every offset below `target` is durable, running the fsync itself unless
@@ -323,6 +353,11 @@ pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
         inner.sync_cv.wait(&mut st);
     }
     drop(st);
+    // Give appends already under way a moment to land, so this fsync covers them too.
+    let spin_until = std::time::Instant::now() + GROUP_COMMIT_WAIT;
+    while inner.appending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < spin_until {
+        std::thread::yield_now();
+    }
     // Everything below `end` is in `file` or in sealed segments, fsynced when they were sealed.
     let (file_holder, end, path) = {
         let w = inner.writer.lock();

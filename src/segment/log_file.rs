@@ -65,7 +65,7 @@ pub(crate) fn scan(file: &dyn FileHandle, path: &Path, base: u64, end: u64, inte
         }
         let off = (pos - buf_pos) as usize;
         let bytes = &buf[off..off + len];
-        if let Err(kind) = batch::validate(bytes) {
+        if let Err(kind) = batch::verify(bytes) {
             stop = Some(Stop { pos, kind });
             break;
         }
@@ -139,7 +139,7 @@ pub(crate) fn valid_batch_after(
             }
             let mut whole = vec![0u8; h.length as usize];
             file.read_exact_at(&mut whole, pos).at(path)?;
-            if batch::validate(&whole).is_ok() {
+            if batch::verify(&whole).is_ok() {
                 return Ok(Some(pos));
             }
         }

@@ -22,7 +22,7 @@ pub use time_index::{TimeIndex, TimeIndexEntry};
 
 use crate::batch::BatchHeader;
 use crate::error::{Error, IoContext, Result};
-use crate::fs::{FileHandle, FileSystem, OpenMode, durable_replace};
+use crate::fs::{FileHandle, FileSystem, OpenMode, replace_unsynced};
 
 /// `i64::MIN` stands for "no timestamp" in summaries.
 pub(crate) const NO_TS: i64 = i64::MIN;
@@ -208,13 +208,10 @@ impl Segment {
         *self.slot.lock() = Slot::Pinned(opened);
     }
 
-    /// Turns the pinned handle into a cached one (on seal).
-    pub(crate) fn unpin(&self, cache: &HandleCache) {
-        let mut slot = self.slot.lock();
-        if let Slot::Pinned(o) = &*slot {
-            cache.touch(o);
-            *slot = Slot::Open(Arc::downgrade(o));
-        }
+    /// Lets go of the writer's handle when the segment is sealed: its writable mapping goes
+    /// away once current readers finish, and the next read opens the file read-only.
+    pub(crate) fn seal(&self) {
+        *self.slot.lock() = Slot::Closed;
     }
 
     /// Forgets any open handle (the files are being deleted).
@@ -310,8 +307,9 @@ pub(crate) fn read_index_meta(fs: &dyn FileSystem, dir: &Path, base: u64) -> Opt
     (meta.base == base).then_some(meta)
 }
 
-/// Writes both index files atomically (temp + rename). They are derived data: a crash leaves
-/// either the old file, the new one, or none, and any of those is detected and rebuilt.
+/// Writes both index files (temp + rename, no fsync). They are derived data: after a crash
+/// each is the old file, the new one, missing or damaged, and anything but a match of the
+/// segment's summary and checksums is rebuilt from the log.
 pub(crate) fn write_indexes(
     fs: &dyn FileSystem,
     seg: &Segment,
@@ -320,9 +318,9 @@ pub(crate) fn write_indexes(
     time: &TimeIndex,
 ) -> Result<()> {
     let ip = seg.index_path();
-    durable_replace(fs, &ip, &index.encode(meta)).at(&ip)?;
+    replace_unsynced(fs, &ip, &index.encode(meta)).at(&ip)?;
     let tp = seg.time_path();
-    durable_replace(fs, &tp, &time.encode()).at(&tp)?;
+    replace_unsynced(fs, &tp, &time.encode()).at(&tp)?;
     Ok(())
 }
 
