@@ -201,10 +201,11 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             let want = (cur + len).max(buf.len() * 2);
             grow(&*opened.file, &mut buf, from, want, seg_len).map_err(io)?;
         }
-        if first.is_none() && h.base_offset > offset {
-            if let Some((s, l)) = skipped {
-                batch::verify(&buf[s..s + l]).map_err(|k| corrupt(from + s as u64, k))?;
-            }
+        if first.is_none()
+            && h.base_offset > offset
+            && let Some((s, l)) = skipped
+        {
+            batch::verify(&buf[s..s + l]).map_err(|k| corrupt(from + s as u64, k))?;
         }
         match batch::verify(&buf[cur..cur + len]) {
             Ok(_) => {}

@@ -265,7 +265,7 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         let attrs = if config.timestamp_type == TimestampType::LogAppendTime { ATTR_LOG_APPEND_TIME } else { 0 };
         w.builder.begin(base);
         for (i, r) in records.iter().enumerate() {
-            let ts = resolve_timestamp(r, &config, now)?;
+            let ts = resolve_timestamp(r, config, now)?;
             w.builder.push(r, i as u64, ts);
         }
         let max = config.max_batch_bytes();
@@ -284,7 +284,7 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms;
         if w.pos > 0 && (too_big || index_full || overflow || too_old) {
             w.mark_dirty(inner)?;
-            match w.roll(inner, base, &config) {
+            match w.roll(inner, base, config) {
                 Ok(()) => {}
                 // A full disk fails the append cleanly: either the roll can be retried, or it
                 // completed in memory and only the checkpoint is behind.
