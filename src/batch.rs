@@ -208,6 +208,31 @@ impl<'a> RecordIter<'a> {
         self.rest.is_empty()
     }
 
+    /// Passes over the records with offsets below `offset`, decoding only their length and
+    /// offset delta.
+    pub fn skip_before(&mut self, offset: u64) -> Result<(), CorruptKind> {
+        let bad = CorruptKind::BatchInvalid;
+        while self.remaining > 0 {
+            let mut outer = Reader::new(self.rest);
+            let len = usize::try_from(outer.uvarint().ok_or(bad)?).map_err(|_| bad)?;
+            let body = outer.take(len).ok_or(bad)?;
+            let mut r = Reader::new(body);
+            r.take(1).ok_or(bad)?;
+            r.varint().ok_or(bad)?;
+            let off_delta = r.uvarint().ok_or(bad)?;
+            if off_delta > u64::from(self.header.last_offset_delta) || self.last_delta.is_some_and(|d| off_delta <= d) {
+                return Err(bad);
+            }
+            if self.header.base_offset + off_delta >= offset {
+                return Ok(());
+            }
+            self.last_delta = Some(off_delta);
+            self.rest = outer.rest();
+            self.remaining -= 1;
+        }
+        Ok(())
+    }
+
     /// The next record, or the reason the bytes are malformed.
     pub fn next_checked(&mut self) -> Result<Option<RecordRef<'a>>, CorruptKind> {
         if self.remaining == 0 {
@@ -234,14 +259,18 @@ impl<'a> RecordIter<'a> {
         let headers_count = r.uvarint().ok_or(bad)?;
         let headers_count = u32::try_from(headers_count).map_err(|_| bad)?;
         let headers = r.rest();
-        // Check the header framing now so HeaderIter never meets bad bytes.
-        let mut h = Reader::new(headers);
-        for _ in 0..headers_count {
-            let k = h.bytes().ok_or(bad)?.map_err(|_| bad)?.ok_or(bad)?;
-            std::str::from_utf8(k).map_err(|_| bad)?;
-            h.bytes().ok_or(bad)?.map_err(|_| bad)?;
-        }
-        if !h.rest().is_empty() {
+        if headers_count > 0 {
+            // Check the header framing now so HeaderIter never meets bad bytes.
+            let mut h = Reader::new(headers);
+            for _ in 0..headers_count {
+                let k = h.bytes().ok_or(bad)?.map_err(|_| bad)?.ok_or(bad)?;
+                std::str::from_utf8(k).map_err(|_| bad)?;
+                h.bytes().ok_or(bad)?.map_err(|_| bad)?;
+            }
+            if !h.rest().is_empty() {
+                return Err(bad);
+            }
+        } else if !headers.is_empty() {
             return Err(bad);
         }
         Ok(Some(RecordRef {
@@ -286,7 +315,20 @@ impl<'a> Reader<'a> {
         Some(a)
     }
 
+    #[inline]
     pub(crate) fn uvarint(&mut self) -> Option<u64> {
+        // One-byte varints are by far the most common (lengths and deltas below 128).
+        if let Some((&b, rest)) = self.buf.split_first()
+            && b < 0x80
+        {
+            self.buf = rest;
+            return Some(u64::from(b));
+        }
+        self.uvarint_slow()
+    }
+
+    #[cold]
+    fn uvarint_slow(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first()?;
@@ -302,6 +344,7 @@ impl<'a> Reader<'a> {
         None
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self) -> Option<i64> {
         let u = self.uvarint()?;
         Some(((u >> 1) as i64) ^ -((u & 1) as i64))

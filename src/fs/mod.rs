@@ -107,6 +107,22 @@ pub trait FileHandle: Send + Sync + Debug {
     /// made by [`allocate`](Self::allocate) is ever mapped for stores. A hint: may do nothing.
     fn enable_mapped_writes(&self, max_len: u64) -> io::Result<()>;
 
+    /// Asks for the first `len` bytes (which never change again) to be mapped read-only, so
+    /// [`mapped_slice`](Self::mapped_slice) can serve reads without copying. A hint: may do
+    /// nothing.
+    fn map_for_reads(&self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Ok(())
+    }
+
+    /// The bytes `[pos, pos + len)` straight from a memory map, when the file is mapped and the
+    /// range is inside the mapped, allocated part. Callers only ask for ranges that are
+    /// complete and never rewritten while any reader may look at them.
+    fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let _ = (pos, len);
+        None
+    }
+
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
     /// shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {

@@ -138,6 +138,7 @@ impl DirLock for StdLock {}
 struct Mapping {
     raw: memmap2::MmapRaw,
     len: u64,
+    writable: bool,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -190,6 +191,7 @@ impl FileHandle for StdFile {
         // Small writes go through the map (no syscall); large ones through pwrite, which fills
         // whole new pages without the page faults a first store to each page costs.
         if buf.len() < MAPPED_WRITE_MAX
+            && self.map.get().is_some_and(|m| m.writable)
             && let Some(dst) = self.mapped(pos, buf.len())
         {
             // SAFETY: as in `read_at`; the single writer (serialized by the partition's writer
@@ -224,7 +226,7 @@ impl FileHandle for StdFile {
         }
         match fallocate(&self.file, have, len - have) {
             Ok(()) => {
-                if let Some(map) = self.map.get() {
+                if let Some(map) = self.map.get().filter(|m| m.writable) {
                     self.allocated.store(len.min(map.len), Ordering::Release);
                     release_behind(map, have);
                 }
@@ -247,8 +249,33 @@ impl FileHandle for StdFile {
         }
         let Ok(len) = usize::try_from(max_len) else { return Ok(()) };
         let raw = memmap2::MmapOptions::new().len(len).map_raw(&self.file)?;
-        let _ = self.map.set(Mapping { raw, len: max_len });
+        let _ = self.map.set(Mapping { raw, len: max_len, writable: true });
         Ok(())
+    }
+
+    fn map_for_reads(&self, len: u64) -> io::Result<()> {
+        if !cfg!(target_os = "linux") || len == 0 || self.map.get().is_some() {
+            return Ok(());
+        }
+        let Ok(n) = usize::try_from(len) else { return Ok(()) };
+        if self.file.metadata()?.len() < len {
+            return Ok(());
+        }
+        let raw = memmap2::MmapOptions::new().len(n).map_raw_read_only(&self.file)?;
+        if self.map.set(Mapping { raw, len, writable: false }).is_ok() {
+            self.allocated.store(len, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let ptr = self.mapped(pos, len)?;
+        // SAFETY: `mapped` checked the range lies inside the mapping and inside the file's
+        // allocated length, and the caller only asks for bytes that are complete and never
+        // rewritten while readers may look (sealed data, or the published part of the active
+        // segment; truncation replaces files instead of shrinking them). The slice borrows
+        // `self`, which owns the mapping.
+        Some(unsafe { std::slice::from_raw_parts(ptr, len) })
     }
 }
 

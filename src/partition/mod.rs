@@ -64,6 +64,7 @@ pub struct PartitionOptions {
     pub(crate) recovery: RecoveryMode,
     pub(crate) cache: Option<Arc<HandleCache>>,
     pub(crate) lock: bool,
+    pub(crate) map_reads: bool,
 }
 
 impl Default for PartitionOptions {
@@ -75,6 +76,7 @@ impl Default for PartitionOptions {
             recovery: RecoveryMode::Strict,
             cache: None,
             lock: true,
+            map_reads: cfg!(target_os = "linux"),
         }
     }
 }
@@ -98,6 +100,14 @@ impl PartitionOptions {
     /// Chooses what recovery does with mid-log damage.
     pub fn recovery(mut self, mode: RecoveryMode) -> Self {
         self.recovery = mode;
+        self
+    }
+    /// Whether reads are served from read-only memory maps of sealed segments (default: on
+    /// Linux). Maps avoid a copy and a system call per read; the cost is that a disk read
+    /// error on mapped data raises SIGBUS instead of returning [`Error::Io`]. Turn this off to
+    /// read every segment with `pread`.
+    pub fn mmap_reads(mut self, on: bool) -> Self {
+        self.map_reads = on;
         self
     }
     /// Shares a cache of open sealed segments with other partitions.
@@ -155,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_cause: Mutex<Option<String>>,
     pub(crate) closed: AtomicBool,
+    /// Serve reads of sealed segments from read-only memory maps.
+    pub(crate) map_reads: bool,
     /// The directory lock, released by `close`.
     pub(crate) lock: Mutex<Option<Box<dyn DirLock>>>,
 }
@@ -289,7 +301,7 @@ impl Partition {
             end: self.next_offset(),
         })?;
         let interval = self.inner.config.read().index_interval_bytes;
-        let opened = seg.open(&*self.inner.fs, &self.inner.cache, interval)?;
+        let opened = self.inner.open_segment(seg, interval)?;
         let (i, t) = (opened.index.read().clone(), opened.time.read().clone());
         Ok((i, t))
     }
@@ -389,6 +401,11 @@ impl Inner {
         }
         self.poisoned.store(true, Ordering::Release);
         err
+    }
+
+    /// Opens (or finds open) a segment for reading.
+    pub(crate) fn open_segment(&self, seg: &Segment, interval: u32) -> Result<Arc<crate::segment::Opened>> {
+        seg.open(&*self.fs, &self.cache, interval, self.map_reads)
     }
 
     pub(crate) fn view(&self) -> Arc<View> {

@@ -7,7 +7,7 @@ use super::{Inner, Partition};
 use crate::batch::{self, BatchHeader, HEADER_LEN, RecordIter};
 use crate::error::{Error, IoContext, Result};
 use crate::record::{RecordRef, StoredRecord};
-use crate::segment::{NO_TS, Segment};
+use crate::segment::{NO_TS, Opened, Segment};
 
 /// Bytes read past the index interval and the requested budget on the first I/O, so that the
 /// scan from the sparse index entry through the wanted batch usually needs a single read.
@@ -15,23 +15,35 @@ const LOOKAHEAD: usize = 1 << 10;
 
 /// Whole record batches returned by [`Partition::read`], with records before the requested
 /// offset skipped.
+///
+/// The bytes are either a private copy or, when the segment is memory-mapped, a view of the
+/// mapping that keeps the segment open until this value is dropped.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
-    buf: Vec<u8>,
+    data: Data,
     start: usize,
     end: usize,
     min_offset: u64,
     next_offset: u64,
 }
 
+#[derive(Debug, Clone, Default)]
+enum Data {
+    #[default]
+    Empty,
+    Owned(Vec<u8>),
+    /// `start`/`end` are positions in the segment file.
+    Mapped(Arc<Opened>),
+}
+
 impl Records {
     fn empty(at: u64) -> Records {
-        Records { buf: Vec::new(), start: 0, end: 0, min_offset: at, next_offset: at }
+        Records { data: Data::Empty, start: 0, end: 0, min_offset: at, next_offset: at }
     }
 
     /// Iterates the records, borrowing from this buffer.
     pub fn iter(&self) -> RecordsIter<'_> {
-        RecordsIter { rest: self.buf.get(self.start..self.end).unwrap_or(&[]), cur: None, min_offset: self.min_offset }
+        RecordsIter { rest: self.as_bytes(), cur: None, min_offset: self.min_offset }
     }
 
     /// True when no batch was returned (the read was at the log end).
@@ -51,7 +63,11 @@ impl Records {
 
     /// The raw batches, back to back, in the on-disk format (see [`crate::format`]).
     pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(self.start..self.end).unwrap_or(&[])
+        match &self.data {
+            Data::Empty => &[],
+            Data::Owned(v) => v.get(self.start..self.end).unwrap_or(&[]),
+            Data::Mapped(o) => o.file.mapped_slice(self.start as u64, self.end - self.start).unwrap_or(&[]),
+        }
     }
 }
 
@@ -80,7 +96,11 @@ impl<'a> Iterator for RecordsIter<'a> {
             let h = BatchHeader::parse(self.rest, self.rest.len()).ok()?;
             let (b, rest) = self.rest.split_at(h.length as usize);
             self.rest = rest;
-            self.cur = Some(RecordIter::new(b, h));
+            let mut it = RecordIter::new(b, h);
+            if h.base_offset < self.min_offset && it.skip_before(self.min_offset).is_err() {
+                continue;
+            }
+            self.cur = Some(it);
         }
     }
 }
@@ -148,26 +168,96 @@ pub(crate) fn read(inner: &Inner, offset: u64, max_bytes: usize) -> Result<Recor
 }
 
 /// Reads from one segment; `None` when it holds nothing at or after `offset`.
+fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Option<Records>> {
+    let opened = inner.open_segment(seg, interval)?;
+    let seg_len = seg.len.load(Ordering::Acquire);
+    let from = opened.index.read().lookup(offset).position;
+    if from >= seg_len {
+        return Ok(None);
+    }
+    let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
+    // Mapped: scan the mapping in place and hand out a view of it, no copy.
+    if let Some(view) = opened.file.mapped_slice(from, avail).filter(|_| inner.map_reads) {
+        let mut src = Source::Mapped(view);
+        let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else { return Ok(None) };
+        let start = from as usize + found.start;
+        let end = from as usize + found.end;
+        return Ok(Some(Records {
+            data: Data::Mapped(Arc::clone(&opened)),
+            start,
+            end,
+            min_offset: offset,
+            next_offset: found.next_offset,
+        }));
+    }
+    let first_read = (max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD).min(avail);
+    let mut buf = vec![0u8; first_read];
+    opened.file.read_exact_at(&mut buf, from).map_err(|e| Error::io(&seg.log_path(), e))?;
+    let mut src = Source::Owned { buf, file: &*opened.file };
+    let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else { return Ok(None) };
+    let Source::Owned { buf, .. } = src else { return Ok(None) };
+    Ok(Some(Records {
+        data: Data::Owned(buf),
+        start: found.start,
+        end: found.end,
+        min_offset: offset,
+        next_offset: found.next_offset,
+    }))
+}
+
+/// Where [`scan_for_read`] gets bytes from: a mapping holding everything, or a buffer that
+/// grows by reading the file.
+enum Source<'a> {
+    Mapped(&'a [u8]),
+    Owned { buf: Vec<u8>, file: &'a dyn crate::fs::FileHandle },
+}
+
+impl Source<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Source::Mapped(b) => b,
+            Source::Owned { buf, .. } => buf,
+        }
+    }
+
+    /// Makes sure the first `want` bytes (capped at the segment end) are present.
+    fn ensure(&mut self, from: u64, want: usize, seg_len: u64) -> std::io::Result<()> {
+        match self {
+            Source::Mapped(_) => Ok(()),
+            Source::Owned { buf, file } => {
+                if want <= buf.len() {
+                    return Ok(());
+                }
+                let want = want.max(buf.len() * 2);
+                grow(*file, buf, from, want, seg_len)
+            }
+        }
+    }
+}
+
+struct Found {
+    start: usize,
+    end: usize,
+    next_offset: u64,
+}
+
+/// Finds the batches to return, relative to `from`.
 ///
 /// Batches returned are CRC-checked. Batches passed over on the way (between the sparse index
 /// entry and the target) are not, with one exception that keeps damage from going unnoticed:
 /// when the first batch returned starts after `offset` (the target seems to fall in a gap),
 /// the batch passed over just before it is checked too, since a damaged header there could
 /// have hidden the target.
-fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Option<Records>> {
-    let opened = seg.open(&*inner.fs, &inner.cache, interval)?;
-    let seg_len = seg.len.load(Ordering::Acquire);
-    let from = opened.index.read().lookup(offset).position;
-    if from >= seg_len {
-        return Ok(None);
-    }
+fn scan_for_read(
+    src: &mut Source<'_>,
+    seg: &Segment,
+    from: u64,
+    seg_len: u64,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<Option<Found>> {
     let corrupt = |pos: u64, k| Error::corrupt(&seg.log_path(), pos, k);
     let io = |e| Error::io(&seg.log_path(), e);
-    let avail = seg_len - from;
-    let first_read = (max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD) as u64;
-    let mut buf = vec![0u8; usize::try_from(first_read.min(avail)).unwrap_or(usize::MAX)];
-    opened.file.read_exact_at(&mut buf, from).map_err(io)?;
-
     let mut cur = 0usize;
     let mut first: Option<usize> = None;
     let mut skipped: Option<(usize, usize)> = None;
@@ -178,11 +268,8 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             break;
         }
         let left = usize::try_from(seg_len - pos).unwrap_or(usize::MAX);
-        if cur + HEADER_LEN > buf.len() {
-            let want = (cur + HEADER_LEN).max(buf.len() * 2);
-            grow(&*opened.file, &mut buf, from, want, seg_len).map_err(io)?;
-        }
-        let h = match BatchHeader::parse(&buf[cur..], left) {
+        src.ensure(from, cur + HEADER_LEN, seg_len).map_err(io)?;
+        let h = match BatchHeader::parse(src.bytes().get(cur..).unwrap_or(&[]), left) {
             Ok(h) => h,
             // Damage after good batches ends this read; the next read reports it.
             Err(_) if first.is_some() => break,
@@ -197,17 +284,15 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
         if first.is_some_and(|f| cur + len - f > max_bytes) {
             break;
         }
-        if cur + len > buf.len() {
-            let want = (cur + len).max(buf.len() * 2);
-            grow(&*opened.file, &mut buf, from, want, seg_len).map_err(io)?;
-        }
+        src.ensure(from, cur + len, seg_len).map_err(io)?;
+        let bytes = src.bytes();
         if first.is_none()
             && h.base_offset > offset
             && let Some((s, l)) = skipped
         {
-            batch::verify(&buf[s..s + l]).map_err(|k| corrupt(from + s as u64, k))?;
+            batch::verify(bytes.get(s..s + l).unwrap_or(&[])).map_err(|k| corrupt(from + s as u64, k))?;
         }
-        match batch::verify(&buf[cur..cur + len]) {
+        match batch::verify(bytes.get(cur..cur + len).unwrap_or(&[])) {
             Ok(_) => {}
             Err(_) if first.is_some() => break,
             Err(k) => return Err(corrupt(pos, k)),
@@ -219,8 +304,16 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             break;
         }
     }
-    let Some(start) = first else { return Ok(None) };
-    Ok(Some(Records { buf, start, end: cur, min_offset: offset, next_offset }))
+    if first.is_none()
+        && seg.next_offset.load(Ordering::Acquire) > offset
+        && let Some((s, l)) = skipped
+    {
+        // The segment claims to hold `offset` yet the walk found nothing: make sure that is
+        // not a damaged header steering it past the end.
+        src.ensure(from, s + l, seg_len).map_err(io)?;
+        batch::verify(src.bytes().get(s..s + l).unwrap_or(&[])).map_err(|k| corrupt(from + s as u64, k))?;
+    }
+    Ok(first.map(|start| Found { start, end: cur, next_offset }))
 }
 
 /// Extends `buf` (which holds the file from `from`) to `want` bytes, never past `seg_len`.
@@ -251,7 +344,7 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
         if max == NO_TS || max < ts || seg.next_offset.load(Ordering::Acquire) <= log_start {
             continue;
         }
-        let opened = seg.open(&*inner.fs, &inner.cache, interval)?;
+        let opened = inner.open_segment(seg, interval)?;
         let seg_len = seg.len.load(Ordering::Acquire);
         let start_offset = opened.time.read().lookup(ts).map_or(seg.base, |e| e.offset).max(log_start);
         let from = opened.index.read().lookup(start_offset).position;

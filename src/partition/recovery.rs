@@ -237,6 +237,11 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         file.set_len(active_meta.size).at(&log_path)?;
         file.sync_data().at(&log_path)?;
     }
+    // Map the active segment now, so reads of it are served from memory before any append.
+    file.enable_mapped_writes(u64::from(opts.config.segment_bytes).max(active_meta.size)).at(&log_path)?;
+    if active_meta.size > 0 {
+        file.allocate(active_meta.size).at(&log_path)?;
+    }
     let opened = Opened::new(file, index, time);
     active.pin(Arc::clone(&opened));
     segments.shrink_to_fit();
@@ -259,6 +264,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         poisoned: AtomicBool::new(false),
         poison_cause: Mutex::new(None),
         closed: AtomicBool::new(false),
+        map_reads: opts.map_reads,
         lock: Mutex::new(lock),
     };
     if !clean {

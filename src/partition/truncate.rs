@@ -111,13 +111,28 @@ fn apply_files(fs: &dyn FileSystem, dir: &Path, intent: &Intent, bases: &[u64]) 
     for &b in bases.iter().rev().filter(|&&b| b > intent.seg_base) {
         delete_segment_files(fs, dir, b)?;
     }
+    // The kept prefix goes into a new file that replaces the segment: a file that readers may
+    // have memory-mapped is never shrunk in place (that would turn their reads into SIGBUS).
     let p = dir.join(log_name(intent.seg_base));
-    let f = fs.open(&p, OpenMode::Write).at(&p)?;
-    f.set_len(intent.cut).at(&p)?;
-    if !intent.rewrite.is_empty() {
-        f.write_at(&intent.rewrite, intent.cut).at(&p)?;
+    let tmp = dir.join(format!("{}.tmp", log_name(intent.seg_base)));
+    {
+        let src = fs.open(&p, OpenMode::Read).at(&p)?;
+        let dst = fs.open(&tmp, OpenMode::Create).at(&tmp)?;
+        dst.set_len(0).at(&tmp)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
+        while pos < intent.cut {
+            let n = usize::try_from((intent.cut - pos).min(buf.len() as u64)).unwrap_or(buf.len());
+            src.read_exact_at(&mut buf[..n], pos).at(&p)?;
+            dst.write_at(&buf[..n], pos).at(&tmp)?;
+            pos += n as u64;
+        }
+        if !intent.rewrite.is_empty() {
+            dst.write_at(&intent.rewrite, intent.cut).at(&tmp)?;
+        }
+        dst.sync_data().at(&tmp)?;
     }
-    f.sync_data().at(&p)?;
+    fs.rename(&tmp, &p).at(&p)?;
     for ext in ["index", "timeindex"] {
         remove_if_present(fs, &dir.join(format!("{:020}.{ext}", intent.seg_base)))?;
     }
@@ -196,7 +211,7 @@ fn plan_within(inner: &Inner, view: &View, offset: u64, config: &TopicConfig) ->
     let Some(target) = view.segments.get(idx) else {
         return Err(Error::OffsetOutOfRange { requested: offset, start: 0, end: 0 });
     };
-    let opened = target.open(&*inner.fs, &inner.cache, config.index_interval_bytes)?;
+    let opened = inner.open_segment(target, config.index_interval_bytes)?;
     let path = target.log_path();
     let size = target.len.load(Ordering::Acquire);
     let mut pos = opened.index.read().lookup(offset).position;
@@ -261,18 +276,13 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, intent: &Intent, config: 
         let Some(target) = view.segments.iter().find(|s| s.base == intent.seg_base).cloned() else {
             return Err(Error::corrupt(&inner.dir, 0, crate::error::CorruptKind::Metadata));
         };
-        let is_active = Arc::ptr_eq(&target, &w.active);
-        if !is_active {
-            target.close(&inner.cache);
-        }
+        target.close(&inner.cache);
         apply_files(&*inner.fs, &inner.dir, intent, &bases)?;
-        let opened = if is_active {
-            Arc::clone(&w.opened)
-        } else {
-            let p = target.log_path();
-            let file = inner.fs.open(&p, OpenMode::Write).at(&p)?;
-            Opened::new(file, OffsetIndex::new(target.base), TimeIndex::new(target.base))
-        };
+        // The segment file was replaced: the writer continues on the new one, while readers
+        // still holding the old handle keep reading the old (unchanged) file.
+        let p = target.log_path();
+        let file = inner.fs.open(&p, OpenMode::Write).at(&p)?;
+        let opened = Opened::new(file, OffsetIndex::new(target.base), TimeIndex::new(target.base));
         let path = target.log_path();
         let end = intent.cut + intent.rewrite.len() as u64;
         let scan = log_file::scan(&*opened.file, &path, target.base, end, config.index_interval_bytes)?;
@@ -291,7 +301,8 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, intent: &Intent, config: 
         w.pos = end;
     }
     inner.next_offset.store(intent.target, Ordering::Release);
-    w.allocated = w.pos;
+    // A fresh handle: its map and preallocation are set up by the next append.
+    w.allocated = 0;
     w.segment_limit = u64::from(config.segment_bytes).max(w.pos);
     w.recovery_point = w.recovery_point.min(w.active.base);
     {

@@ -58,6 +58,7 @@ impl Writer {
             opened,
             tracker,
             pos,
+            // The handle was mapped and its data allocated at open.
             allocated: pos,
             segment_limit: u64::from(config.segment_bytes),
             builder: BatchBuilder::new(),

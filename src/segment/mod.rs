@@ -230,7 +230,13 @@ impl Segment {
 
     /// The open handle, opening the sealed segment (and loading or rebuilding its indexes) on
     /// first use.
-    pub(crate) fn open(&self, fs: &dyn FileSystem, cache: &HandleCache, interval: u32) -> Result<Arc<Opened>> {
+    pub(crate) fn open(
+        &self,
+        fs: &dyn FileSystem,
+        cache: &HandleCache,
+        interval: u32,
+        map_reads: bool,
+    ) -> Result<Arc<Opened>> {
         let mut slot = self.slot.lock();
         match &*slot {
             Slot::Pinned(o) => return Ok(Arc::clone(o)),
@@ -242,13 +248,13 @@ impl Segment {
             }
             Slot::Closed => {}
         }
-        let opened = self.open_sealed(fs, interval)?;
+        let opened = self.open_sealed(fs, interval, map_reads)?;
         cache.touch(&opened);
         *slot = Slot::Open(Arc::downgrade(&opened));
         Ok(opened)
     }
 
-    fn open_sealed(&self, fs: &dyn FileSystem, interval: u32) -> Result<Arc<Opened>> {
+    fn open_sealed(&self, fs: &dyn FileSystem, interval: u32, map_reads: bool) -> Result<Arc<Opened>> {
         let log_path = self.log_path();
         let file = match fs.open(&log_path, OpenMode::Read) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.deleted.load(Ordering::Acquire) => {
@@ -260,6 +266,9 @@ impl Segment {
         let file_len = file.len().at(&log_path)?;
         if file_len < meta.size {
             return Err(Error::corrupt(&log_path, file_len, crate::error::CorruptKind::BatchLength));
+        }
+        if map_reads {
+            file.map_for_reads(meta.size).at(&log_path)?;
         }
         if let Some((index, time)) = self.load_indexes(fs, &meta) {
             return Ok(Opened::new(file, index, time));
