@@ -37,7 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..customers * per_customer {
         let customer = format!("customer-{}", i % customers);
         let value = format!("{{\"order\":{i},\"total\":{}}}", (i * 37) % 1000);
-        let at = orders.append(Record::new().key(customer.as_str()).value(value.as_str()).timestamp(base_ts + i as i64))?;
+        let at =
+            orders.append(Record::new().key(customer.as_str()).value(value.as_str()).timestamp(base_ts + i as i64))?;
         // A key always lands in the same partition: Kafka's murmur2 partitioner.
         let p = *home.entry(customer.clone()).or_insert(at.partition);
         assert_eq!(p, at.partition, "{customer} moved partitions");

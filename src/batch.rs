@@ -59,6 +59,9 @@ const _: () = assert!(OFF_RESERVED2 + 4 == HEADER_LEN);
 /// Attribute bit: timestamps are log-append times.
 pub(crate) const ATTR_LOG_APPEND_TIME: u8 = 1;
 
+/// Offsets are at most this (Kafka's offsets are signed 64-bit).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
 /// Hard upper bound on a batch length read from disk, whatever the configuration says. Lengths
 /// above it are corrupt by definition, so no allocation is ever driven past it.
 pub const MAX_BATCH_LEN: usize = i32::MAX as usize;
@@ -139,7 +142,7 @@ impl BatchHeader {
             || LE::read_u16(&h[OFF_RESERVED1..]) != 0
             || LE::read_u32(&h[OFF_RESERVED2..]) != 0
             || u64::from(header.record_count) > u64::from(header.last_offset_delta) + 1
-            || header.base_offset.checked_add(u64::from(header.last_offset_delta)).is_none_or(|l| l == u64::MAX)
+            || header.base_offset.checked_add(u64::from(header.last_offset_delta)).is_none_or(|l| l >= MAX_OFFSET)
         {
             return Err(CorruptKind::BatchInvalid);
         }

@@ -164,14 +164,16 @@ pub(crate) fn read(inner: &Inner, offset: u64, max_bytes: usize) -> Result<Recor
             Err(e) => return Err(e),
         }
     }
-    Ok(Records::empty(offset))
+    // Nothing at or after `offset` up to the end: the next read starts at the end.
+    Ok(Records { next_offset: end, ..Records::empty(offset) })
 }
 
 /// Reads from one segment; `None` when it holds nothing at or after `offset`.
 fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Option<Records>> {
     let opened = inner.open_segment(seg, interval)?;
     let seg_len = seg.len.load(Ordering::Acquire);
-    let from = opened.index.read().lookup(offset).position;
+    let entry = opened.index.read().lookup(offset);
+    let from = start_position(&*opened.file, entry, seg_len);
     if from >= seg_len {
         return Ok(None);
     }
@@ -203,6 +205,20 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
         min_offset: offset,
         next_offset: found.next_offset,
     }))
+}
+
+/// Where to start scanning for `entry`'s target: the entry's position when the batch there
+/// really has the entry's base offset, otherwise (an index that does not match its log) the
+/// start of the segment.
+fn start_position(file: &dyn crate::fs::FileHandle, entry: crate::segment::IndexEntry, seg_len: u64) -> u64 {
+    if entry.position == 0 {
+        return 0;
+    }
+    let mut hdr = [0u8; HEADER_LEN];
+    let ok = entry.position + HEADER_LEN as u64 <= seg_len
+        && file.read_exact_at(&mut hdr, entry.position).is_ok()
+        && BatchHeader::parse(&hdr, usize::MAX).is_ok_and(|h| h.base_offset == entry.offset);
+    if ok { entry.position } else { 0 }
 }
 
 /// Where [`scan_for_read`] gets bytes from: a mapping holding everything, or a buffer that
@@ -292,10 +308,17 @@ fn scan_for_read(
         {
             batch::verify(bytes.get(s..s + l).unwrap_or(&[])).map_err(|k| corrupt(from + s as u64, k))?;
         }
-        match batch::verify(bytes.get(cur..cur + len).unwrap_or(&[])) {
+        let this = bytes.get(cur..cur + len).unwrap_or(&[]);
+        match batch::verify(this) {
             Ok(_) => {}
             Err(_) if first.is_some() => break,
             Err(k) => return Err(corrupt(pos, k)),
+        }
+        if first.is_none() && !has_record_at_or_after(this, h, offset) {
+            // Covers the offset but holds no record there (compacted away): not a result.
+            skipped = None;
+            cur += len;
+            continue;
         }
         first.get_or_insert(cur);
         next_offset = h.next_offset();
@@ -314,6 +337,18 @@ fn scan_for_read(
         batch::verify(src.bytes().get(s..s + l).unwrap_or(&[])).map_err(|k| corrupt(from + s as u64, k))?;
     }
     Ok(first.map(|start| Found { start, end: cur, next_offset }))
+}
+
+/// Whether the (verified) batch holds a record with an offset ≥ `offset`.
+fn has_record_at_or_after(bytes: &[u8], h: BatchHeader, offset: u64) -> bool {
+    if h.record_count == 0 {
+        return false;
+    }
+    if h.base_offset >= offset {
+        return true;
+    }
+    let mut it = RecordIter::new(bytes, h);
+    it.skip_before(offset).is_ok() && it.next().is_some()
 }
 
 /// Extends `buf` (which holds the file from `from`) to `want` bytes, never past `seg_len`.
@@ -347,7 +382,8 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
         let opened = inner.open_segment(seg, interval)?;
         let seg_len = seg.len.load(Ordering::Acquire);
         let start_offset = opened.time.read().lookup(ts).map_or(seg.base, |e| e.offset).max(log_start);
-        let from = opened.index.read().lookup(start_offset).position;
+        let entry = opened.index.read().lookup(start_offset);
+        let from = start_position(&*opened.file, entry, seg_len);
         let path = seg.log_path();
         let mut pos = from;
         let mut hdr = [0u8; HEADER_LEN];

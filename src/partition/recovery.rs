@@ -78,7 +78,13 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         found.remove(&base);
     }
 
+    if let Some((&base, _)) = found.iter().find(|(b, _)| **b > crate::batch::MAX_OFFSET) {
+        let p = path.join(crate::segment::log_name(base));
+        return Err(Error::corrupt(&p, 0, CorruptKind::Metadata));
+    }
     let cp = if checkpoint_present { read_checkpoint(&*fs, path)? } else { None };
+    // A checkpoint whose offsets lie outside the offset space is as good as damaged.
+    let cp = cp.filter(|c| c.log_start <= crate::batch::MAX_OFFSET && c.next_offset <= crate::batch::MAX_OFFSET);
     let mut bases: Vec<u64> = found.keys().copied().collect();
     // Finish a truncation that was durably planned but maybe not carried out.
     let redone = super::truncate::redo_on_open(&*fs, path, &mut bases)?;
@@ -134,6 +140,8 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         } else {
             None
         };
+        // Even a checksummed summary must describe this segment plausibly to be trusted.
+        let trusted = trusted.filter(|m| plausible(m, base, next_base));
         if let Some(m) = trusted {
             metas.push(m);
             i += 1;
@@ -147,9 +155,19 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         let mut scan = log_file::scan(&*file, &log_path, base, file_len, interval)?;
         if scan.meta.size < file_len {
             let stop = scan.stop.unwrap_or(log_file::Stop { pos: scan.meta.size, kind: CorruptKind::BatchLength });
-            let later_data = log_file::valid_batch_after(&*file, &log_path, stop.pos, file_len, scan.meta.next_offset)?
-                .is_some()
-                || bases[i + 1..].iter().any(|&b| segment_has_data(&*fs, path, b));
+            let later_here = log_file::valid_batch_after(&*file, &log_path, stop.pos, file_len, scan.meta.next_offset)?;
+            let later_segments = bases[i + 1..].iter().any(|&b| segment_has_data(&*fs, path, b));
+            // In the active segment, valid data after a whole page of zeros is what a power loss
+            // leaves when the kernel wrote later pages back before earlier ones: those writes
+            // were never synced (a sync covers everything before it), so this is a torn tail.
+            // Anywhere else, or without such a hole, it is damage to data that was durable.
+            let power_loss_hole = match later_here {
+                Some(at) if !later_segments && at > stop.pos => {
+                    log_file::has_zero_page(&*file, &log_path, stop.pos, at)?
+                }
+                _ => false,
+            };
+            let later_data = (later_here.is_some() && !power_loss_hole) || later_segments;
             if later_data && opts.recovery == RecoveryMode::Strict {
                 let kind = if stop.kind == CorruptKind::BatchLength { CorruptKind::MidLog } else { stop.kind };
                 return Err(Error::corrupt(&log_path, stop.pos, kind));
@@ -304,6 +322,18 @@ fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Checkpoint>
         // A damaged checkpoint only costs a full re-validation.
         Err(checkpoint::Bad::Damaged) => Ok(None),
     }
+}
+
+/// Whether a stored summary can describe the segment with base `base` (followed by
+/// `next_base`): offsets in order, within the offset space and a segment's u32 range.
+fn plausible(m: &SegMeta, base: u64, next_base: Option<u64>) -> bool {
+    m.base == base
+        && m.next_offset >= m.base
+        && m.next_offset <= crate::batch::MAX_OFFSET
+        && m.next_offset - m.base <= u64::from(u32::MAX) + 1
+        && m.size <= u64::from(u32::MAX)
+        && (m.size == 0) == (m.next_offset == m.base)
+        && next_base.is_none_or(|nb| m.next_offset <= nb)
 }
 
 fn file_len(fs: &dyn FileSystem, dir: &Path, base: u64) -> Option<u64> {

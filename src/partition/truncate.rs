@@ -168,8 +168,22 @@ pub(crate) fn redo_on_open(fs: &dyn FileSystem, dir: &Path, bases: &mut Vec<u64>
         fs.sync_dir(dir).at(dir)?;
         return Ok(None);
     };
-    if !intent.full && !bases.contains(&intent.seg_base) {
-        return Err(Error::corrupt(&p, 0, crate::error::CorruptKind::Metadata));
+    let seg_len = if intent.full {
+        None
+    } else {
+        let lp = dir.join(log_name(intent.seg_base));
+        match fs.open(&lp, OpenMode::Read) {
+            Ok(f) => Some(f.len().at(&lp)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&lp, e)),
+        }
+    };
+    if !intent.full && seg_len.is_none_or(|len| len < intent.cut) {
+        // The segment no longer holds what the plan keeps (it never became durable): the log
+        // already ends before the target, so there is nothing left to cut.
+        fs.remove_file(&p).at(&p)?;
+        fs.sync_dir(dir).at(dir)?;
+        return Ok(None);
     }
     *bases = apply_files(fs, dir, &intent, bases)?;
     Ok(Some(intent))
@@ -198,6 +212,14 @@ pub(crate) fn truncate_to(inner: &Inner, offset: u64) -> Result<()> {
     } else {
         plan_within(inner, &view, offset, &config)?
     };
+    // The bytes the plan keeps must be durable before the plan is, or a crash could leave an
+    // intent that refers to data that is gone.
+    if !intent.full {
+        let path = w.active.log_path();
+        if view.segments.last().is_some_and(|s| s.base == intent.seg_base) {
+            w.opened.file.sync_data().map_err(|e| inner.poison(Error::io(&path, e)))?;
+        }
+    }
     // Nothing has changed until the intent is durable; a failure here leaves the log as it was.
     let p = inner.dir.join(INTENT_FILE);
     durable_replace(&*inner.fs, &p, &intent.encode()).at(&p)?;

@@ -275,13 +275,21 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         }
         let len = w.builder.len() as u64;
         let count = records.len() as u64;
-        let last_offset = base + count - 1;
+        let last_offset = match base.checked_add(count - 1) {
+            Some(l) if l < crate::batch::MAX_OFFSET => l,
+            _ => {
+                return Err(Error::InvalidRecord {
+                    reason: format!("the partition's offset space is exhausted (next offset {base})"),
+                });
+            }
+        };
 
         // Roll first if this batch does not belong in the active segment (Kafka's rules).
         let first_ts = w.active.meta().first_ts;
         let too_big = w.pos + len > u64::from(config.segment_bytes);
         let index_full = w.opened.index.read().len() >= config.max_index_entries();
-        let overflow = last_offset - w.active.base > u64::from(u32::MAX) || w.pos + len > u64::from(u32::MAX);
+        let overflow =
+            last_offset.saturating_sub(w.active.base) > u64::from(u32::MAX) || w.pos + len > u64::from(u32::MAX);
         let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms;
         if w.pos > 0 && (too_big || index_full || overflow || too_old) {
             w.mark_dirty(inner)?;

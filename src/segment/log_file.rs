@@ -60,12 +60,17 @@ pub(crate) fn scan(file: &dyn FileHandle, path: &Path, base: u64, end: u64, inte
             }
         };
         let len = header.length as usize;
-        if !in_buf(&buf, buf_pos, pos, len) {
-            fill(file, path, &mut buf, &mut buf_pos, pos, CHUNK.max(len).min(left as usize))?;
-        }
-        let off = (pos - buf_pos) as usize;
-        let bytes = &buf[off..off + len];
-        if let Err(kind) = batch::verify(bytes) {
+        let checked = if len > CHUNK {
+            // A large (or hostile) length: check it piece by piece, never buffering it whole.
+            verify_streaming(file, path, pos, &header)?
+        } else {
+            if !in_buf(&buf, buf_pos, pos, len) {
+                fill(file, path, &mut buf, &mut buf_pos, pos, CHUNK.min(left as usize))?;
+            }
+            let off = (pos - buf_pos) as usize;
+            batch::verify(&buf[off..off + len]).map(|_| ())
+        };
+        if let Err(kind) = checked {
             stop = Some(Stop { pos, kind });
             break;
         }
@@ -97,6 +102,26 @@ pub(crate) fn rebuild(file: &dyn FileHandle, path: &Path, base: u64, end: u64, i
     Ok(s)
 }
 
+/// Checks the CRC of the batch at `pos` by reading it in [`CHUNK`]-sized pieces.
+fn verify_streaming(
+    file: &dyn FileHandle,
+    path: &Path,
+    pos: u64,
+    header: &BatchHeader,
+) -> Result<std::result::Result<(), CorruptKind>> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let len = u64::from(header.length);
+    let mut at = batch::OFF_MAGIC as u64;
+    while at < len {
+        let n = usize::try_from((len - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+        file.read_exact_at(&mut buf[..n], pos + at).at(path)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(if hasher.finalize() == header.crc { Ok(()) } else { Err(CorruptKind::BatchChecksum) })
+}
+
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, n: usize) -> bool {
     pos >= buf_pos && pos - buf_pos + n as u64 <= buf.len() as u64
 }
@@ -109,9 +134,14 @@ fn fill(file: &dyn FileHandle, path: &Path, buf: &mut Vec<u8>, buf_pos: &mut u64
     Ok(())
 }
 
+/// Bytes of claimed batches [`valid_batch_after`] checksums before it gives up and assumes
+/// valid data may follow (the conservative answer).
+const RESYNC_BUDGET: u64 = 256 << 20;
+
 /// Whether any valid batch continuing the log (base offset ≥ `next_offset`) starts anywhere in
 /// `(from, end)`: the difference between a torn tail (nothing valid follows; safe to cut) and
-/// damage in the middle of the log (valid data follows; cutting would lose it).
+/// damage in the middle of the log (valid data follows; cutting would lose it). When the tail
+/// is too hostile to search within a fixed budget, the answer is `Some(from)`: treat as damage.
 pub(crate) fn valid_batch_after(
     file: &dyn FileHandle,
     path: &Path,
@@ -121,6 +151,7 @@ pub(crate) fn valid_batch_after(
 ) -> Result<Option<u64>> {
     let mut start = from + 1;
     let mut buf = vec![0u8; CHUNK + HEADER_LEN];
+    let mut spent = 0u64;
     while start + HEADER_LEN as u64 <= end {
         let n = usize::try_from((end - start).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = &mut buf[..n];
@@ -137,16 +168,31 @@ pub(crate) fn valid_batch_after(
             if h.base_offset < next_offset || h.base_offset - next_offset > u64::from(u32::MAX) {
                 continue;
             }
-            let mut whole = vec![0u8; h.length as usize];
-            file.read_exact_at(&mut whole, pos).at(path)?;
-            if batch::verify(&whole).is_ok() {
+            spent += u64::from(h.length);
+            if spent > RESYNC_BUDGET {
+                return Ok(Some(from));
+            }
+            if verify_streaming(file, path, pos, &h)?.is_ok() {
                 return Ok(Some(pos));
             }
-        }
-        if last == 0 && n < HEADER_LEN {
-            break;
         }
         start += (last + 1) as u64;
     }
     Ok(None)
+}
+
+/// Whether `[from, to)` contains a whole 4 KiB page (aligned in the file) of zeros: the mark
+/// of writes that never reached the disk before a power loss, as opposed to bit rot.
+pub(crate) fn has_zero_page(file: &dyn FileHandle, path: &Path, from: u64, to: u64) -> Result<bool> {
+    const PAGE: u64 = 4096;
+    let mut page = from.div_ceil(PAGE) * PAGE;
+    let mut buf = vec![0u8; PAGE as usize];
+    while page + PAGE <= to {
+        file.read_exact_at(&mut buf, page).at(path)?;
+        if buf.iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+        page += PAGE;
+    }
+    Ok(false)
 }
