@@ -161,6 +161,8 @@ pub(crate) struct Inner {
     /// Appends under `flush.messages=1` that have started but not yet asked for their fsync:
     /// the thread about to fsync waits briefly for them so they share it (group commit).
     pub(crate) appending: std::sync::atomic::AtomicUsize,
+    /// How many records the last fsync covered: the next one waits briefly for as many.
+    pub(crate) last_group: std::sync::atomic::AtomicUsize,
     pub(crate) sync_cv: Condvar,
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_cause: Mutex<Option<String>>,

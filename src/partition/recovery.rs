@@ -279,6 +279,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         sync_state: Mutex::new(SyncState { synced: if clean { next_offset } else { 0 }, ..SyncState::default() }),
         sync_cv: Condvar::new(),
         appending: std::sync::atomic::AtomicUsize::new(0),
+        last_group: std::sync::atomic::AtomicUsize::new(1),
         poisoned: AtomicBool::new(false),
         poison_cause: Mutex::new(None),
         closed: AtomicBool::new(false),

@@ -17,7 +17,7 @@ use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment,
 /// The active segment's first allocation; each later one doubles, up to [`PREALLOCATE_MAX_STEP`].
 const PREALLOCATE_MIN: u64 = 64 << 10;
 /// How long the thread about to fsync waits for appends already in progress to join it.
-const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(100);
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(150);
 
 /// Largest single allocation step for the active segment.
 const PREALLOCATE_MAX_STEP: u64 = 16 << 20;
@@ -361,10 +361,14 @@ pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
         }
         inner.sync_cv.wait(&mut st);
     }
+    let synced_before = st.synced;
     drop(st);
-    // Give appends already under way a moment to land, so this fsync covers them too.
+    // Group commit: give appends already under way, and as many records as the previous fsync
+    // covered (their writers are likely back with the next ones), a moment to join this fsync.
+    let want = inner.last_group.load(Ordering::Acquire) as u64;
+    let pending = || inner.next_offset.load(Ordering::Acquire).saturating_sub(synced_before);
     let spin_until = std::time::Instant::now() + GROUP_COMMIT_WAIT;
-    while inner.appending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < spin_until {
+    while (inner.appending.load(Ordering::Acquire) > 0 || pending() < want) && std::time::Instant::now() < spin_until {
         std::thread::yield_now();
     }
     // Everything below `end` is in `file` or in sealed segments, fsynced when they were sealed.
@@ -379,6 +383,8 @@ pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
         Ok(()) => {
             st.synced = st.synced.max(end);
             st.last_sync_ms = inner.clock.now_ms();
+            let covered = end.saturating_sub(synced_before);
+            inner.last_group.store(usize::try_from(covered).unwrap_or(usize::MAX), Ordering::Release);
             Ok(())
         }
         Err(e) => Err(inner.poison(Error::io(&path, e))),
