@@ -320,14 +320,18 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub(crate) fn uvarint(&mut self) -> Option<u64> {
-        // One-byte varints are by far the most common (lengths and deltas below 128).
-        if let Some((&b, rest)) = self.buf.split_first()
-            && b < 0x80
-        {
-            self.buf = rest;
-            return Some(u64::from(b));
+        // One- and two-byte varints are by far the most common (lengths and deltas).
+        match *self.buf {
+            [b, ref rest @ ..] if b < 0x80 => {
+                self.buf = rest;
+                Some(u64::from(b))
+            }
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.buf = rest;
+                Some(u64::from(b0 & 0x7f) | (u64::from(b1) << 7))
+            }
+            _ => self.uvarint_slow(),
         }
-        self.uvarint_slow()
     }
 
     #[cold]

@@ -85,12 +85,15 @@ impl<'a> Iterator for RecordsIter<'a> {
     fn next(&mut self) -> Option<RecordRef<'a>> {
         loop {
             if let Some(it) = &mut self.cur {
-                for r in it.by_ref() {
-                    if r.offset() >= self.min_offset {
-                        return Some(r);
-                    }
+                // Records before `min_offset` were skipped when the batch was entered, and
+                // offsets only grow within a batch.
+                if let Some(r) = it.next() {
+                    return Some(r);
                 }
                 self.cur = None;
+            }
+            if self.rest.is_empty() {
+                return None;
             }
             // Every batch here was validated when it was read.
             let h = BatchHeader::parse(self.rest, self.rest.len()).ok()?;
