@@ -5,32 +5,56 @@
 //! - A **record** has an optional key, an optional value (`None` is a tombstone), headers and a
 //!   timestamp. Appending it gives it an **offset**: dense and increasing within its partition,
 //!   never changed.
+//! - A **log directory** ([`LogDir`]) holds named **topics** ([`Topic`]), each split into
+//!   **partitions**. A keyed record always goes to the partition Kafka's default partitioner
+//!   would choose (murmur2 of the key); unkeyed records are spread.
 //! - A **partition** ([`Partition`]) is an append-only log split into **segments**: the active
 //!   one takes appends and rolls by size (`segment.bytes`) or age (`segment.ms`); sealed ones
 //!   are immutable. Each segment is a `.log` file of CRC-checked batches with a sparse offset
-//!   index and a time index, named by its 20-digit base offset, as in Kafka.
-//! - **Durability** is chosen per partition ([`Durability`]): leave write-back to the OS
-//!   (Kafka's default), fsync before every append returns (with group commit), or fsync every N
-//!   records / M ms.
+//!   index and a time index, named by its 20-digit base offset, as in Kafka. The bytes are
+//!   specified in [`format`].
+//! - **Durability** is chosen per topic ([`Durability`]): leave write-back to the OS (Kafka's
+//!   default), fsync before every append returns (with group commit), or fsync every N records
+//!   / M ms.
 //! - **Recovery** after a crash re-validates only what was not fsynced, cuts torn tails, rebuilds
 //!   indexes, and refuses to silently drop valid data that follows damage.
+//! - Configuration uses Kafka's key names ([`TopicConfig::set`]).
 //!
 //! ```
-//! use partlog::{Partition, Record, TopicConfig, Durability};
+//! use partlog::{LogDir, Record, TopicConfig};
+//! # let tmp = tempfile::tempdir()?;
+//! # let path = tmp.path().join("data");
+//! let dir = LogDir::open(&path)?;                  // creates it if missing, takes its lock
+//! let orders = dir.create_topic("orders", TopicConfig::default().partitions(3))?;
+//! let at = orders.append(Record::new().key("customer-42").value("{\"total\":99}").timestamp(1_000))?;
+//! assert_eq!(at.partition, orders.partition_for_key(b"customer-42"));
+//!
+//! let part = orders.partition(at.partition)?;
+//! for rec in part.read(at.offset, 1 << 20)?.iter() {
+//!     assert_eq!(rec.value(), Some(&b"{\"total\":99}"[..]));
+//! }
+//! assert_eq!(part.offset_for_timestamp(500)?.map(|t| t.offset), Some(at.offset));
+//! dir.close()?;
+//!
+//! // Reopen: everything is still there.
+//! let dir = LogDir::open(&path)?;
+//! assert_eq!(dir.topic("orders")?.partition(at.partition)?.next_offset(), at.offset + 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A single partition can also be used on its own:
+//!
+//! ```
+//! use partlog::{Durability, Partition, Record, TopicConfig};
 //! # let dir = tempfile::tempdir()?;
 //! let log = Partition::open_with(dir.path().join("events-0"),
 //!     TopicConfig::default().durability(Durability::EveryAppend))?;
-//! let first = log.append(Record::new().key("user-1").value("signed up").timestamp(1_000))?;
 //! log.append_batch(&[
-//!     Record::new().key("user-2").value("signed up").timestamp(2_000),
+//!     Record::new().key("user-1").value("signed up").timestamp(1_000),
 //!     Record::new().key("user-1").value("paid").timestamp(3_000),
 //! ])?;
-//! assert_eq!(log.next_offset(), 3);
-//! for rec in log.read(first.base_offset, 1 << 20)?.iter() {
-//!     println!("{} {:?}", rec.offset(), rec.value());
-//! }
-//! let at = log.offset_for_timestamp(2_500)?.expect("a later record");
-//! assert_eq!(at.offset, 2);
+//! let at = log.offset_for_timestamp(2_000)?.expect("a later record");
+//! assert_eq!(at.offset, 1);
 //! log.close()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
