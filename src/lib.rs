@@ -12,7 +12,7 @@
 //!   one takes appends and rolls by size (`segment.bytes`) or age (`segment.ms`); sealed ones
 //!   are immutable. Each segment is a `.log` file of CRC-checked batches with a sparse offset
 //!   index and a time index, named by its 20-digit base offset, as in Kafka. The bytes are
-//!   specified in [`format`].
+//!   specified in [`format`](mod@format).
 //! - **Durability** is chosen per topic ([`Durability`]): leave write-back to the OS (Kafka's
 //!   default), fsync before every append returns (with group commit), or fsync every N records
 //!   / M ms.
