@@ -125,6 +125,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
 
     let mut metas: Vec<SegMeta> = Vec::with_capacity(bases.len());
     let mut active_scan: Option<log_file::Scan> = None;
+    let mut active_loaded: Option<(OffsetIndex, TimeIndex)> = None;
     let mut recovered_any = false;
     let mut i = 0;
     while i < bases.len() {
@@ -141,7 +142,16 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
             None
         };
         // Even a checksummed summary must describe this segment plausibly to be trusted.
-        let trusted = trusted.filter(|m| plausible(m, base, next_base));
+        let mut trusted = trusted.filter(|m| plausible(m, base, next_base));
+        if is_last && let Some(m) = trusted {
+            // The active segment's summary is cheap to confirm against the log itself: its
+            // last batches (from the last index entry on) must end exactly where it says.
+            let seg = Segment::new(Arc::clone(&dir), m);
+            match load_active_indexes(&*fs, &seg, &m) {
+                Some((index, time)) if tail_matches(&*fs, &seg, &m, &index) => active_loaded = Some((index, time)),
+                _ => trusted = None,
+            }
+        }
         if let Some(m) = trusted {
             metas.push(m);
             i += 1;
@@ -237,7 +247,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         Some(s) => (s.index, s.time, s.tracker),
         None => {
             // Clean shutdown or trusted: use the index files written at close, or rebuild.
-            let loaded = load_active_indexes(&*fs, &active, &active_meta);
+            let loaded = active_loaded.take().or_else(|| load_active_indexes(&*fs, &active, &active_meta));
             match loaded {
                 Some((i, t)) => {
                     let tr = IndexTracker::new(&active_meta, &i);
@@ -322,6 +332,19 @@ fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Checkpoint>
         }
         // A damaged checkpoint only costs a full re-validation.
         Err(checkpoint::Bad::Damaged) => Ok(None),
+    }
+}
+
+/// Whether the batches from the last index entry of `seg` to its recorded size are intact and
+/// end at its recorded next offset.
+fn tail_matches(fs: &dyn FileSystem, seg: &Segment, m: &SegMeta, index: &OffsetIndex) -> bool {
+    let p = seg.log_path();
+    let Ok(f) = fs.open(&p, OpenMode::Read) else { return false };
+    let from = index.entries().last().map_or(0, |e| e.position);
+    match log_file::next_offset_of_range(&*f, &p, from, m.size) {
+        Ok(Some(next)) => next == m.next_offset,
+        Ok(None) => m.size == 0 && from == 0,
+        Err(_) => false,
     }
 }
 

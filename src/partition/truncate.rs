@@ -81,8 +81,15 @@ impl Intent {
         if !rewrite.is_empty() && crate::batch::validate(&rewrite).is_err() {
             return None;
         }
+        let kind = LE::read_u16(&h[6..8]);
+        let target = LE::read_u64(&h[8..16]);
+        let seg_base = LE::read_u64(&h[16..24]);
+        // Only plans partlog could have written are carried out.
+        if kind > 1 || target > crate::batch::MAX_OFFSET || seg_base > target {
+            return None;
+        }
         Some(Intent {
-            full: LE::read_u16(&h[6..8]) != 0,
+            full: kind == 1,
             target: LE::read_u64(&h[8..16]),
             seg_base: LE::read_u64(&h[16..24]),
             cut: LE::read_u64(&h[24..32]),

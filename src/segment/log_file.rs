@@ -102,6 +102,27 @@ pub(crate) fn rebuild(file: &dyn FileHandle, path: &Path, base: u64, end: u64, i
     Ok(s)
 }
 
+/// Walks the batches in `[from, end)` (CRC-checked, offsets increasing) and returns the next
+/// offset after the last one; `None` if the range is empty or anything in it is invalid.
+pub(crate) fn next_offset_of_range(file: &dyn FileHandle, path: &Path, from: u64, end: u64) -> Result<Option<u64>> {
+    let mut pos = from;
+    let mut next: Option<u64> = None;
+    let mut hdr = [0u8; HEADER_LEN];
+    while pos < end {
+        if end - pos < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        file.read_exact_at(&mut hdr, pos).at(path)?;
+        let Ok(h) = BatchHeader::parse(&hdr, usize::try_from(end - pos).unwrap_or(usize::MAX)) else { return Ok(None) };
+        if next.is_some_and(|n| h.base_offset < n) || verify_streaming(file, path, pos, &h)?.is_err() {
+            return Ok(None);
+        }
+        next = Some(h.next_offset());
+        pos += u64::from(h.length);
+    }
+    Ok(next)
+}
+
 /// Checks the CRC of the batch at `pos` by reading it in [`CHUNK`]-sized pieces.
 fn verify_streaming(
     file: &dyn FileHandle,
@@ -110,11 +131,11 @@ fn verify_streaming(
     header: &BatchHeader,
 ) -> Result<std::result::Result<(), CorruptKind>> {
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
     let len = u64::from(header.length);
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
     let mut at = batch::OFF_MAGIC as u64;
     while at < len {
-        let n = usize::try_from((len - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let n = usize::try_from((len - at).min(buf.len() as u64)).unwrap_or(buf.len());
         file.read_exact_at(&mut buf[..n], pos + at).at(path)?;
         hasher.update(&buf[..n]);
         at += n as u64;
