@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use partlog::{Durability, Partition, Record, TopicConfig};
 
+mod common;
+use common::{Rng, seed};
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ENV_DIR: &str = "PARTLOG_CHILD_DIR";
@@ -38,34 +41,6 @@ const ENV_SEED: &str = "PARTLOG_CHILD_SEED";
 const CHILD_MAX_APPENDS: u64 = 50_000;
 /// Largest batch the child appends.
 const MAX_BATCH: u64 = 5;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-fn seed(test: &str) -> u64 {
-    let s = match std::env::var("PARTLOG_SEED") {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("PARTLOG_SEED={v:?} is not a u64")),
-        Err(_) => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
-        }
-    };
-    println!("{test}: PARTLOG_SEED={s} (set it to replay)");
-    s
-}
 
 /// The key of the record at `offset`.
 fn key_for(offset: u64) -> Vec<u8> {
@@ -259,7 +234,7 @@ fn kill_rounds(mode: &str, test: &str) -> TestResult {
     let mut total_acked = 0usize;
     for round in 0..rounds {
         let delay = rng.range(20, 150);
-        let (acked, open_end) = run_child(&dir, mode, rng.next(), delay)?;
+        let (acked, open_end) = run_child(&dir, mode, rng.next_u64(), delay)?;
         // The child starts after everything acknowledged, at most one unacknowledged append
         // (the one a kill interrupted) further; its acknowledgements follow densely from there.
         let acked_end = max_acked.map_or(0, |m| m + 1);

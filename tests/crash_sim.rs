@@ -16,6 +16,9 @@ use std::sync::Arc;
 use partlog::fs::sim::{CrashMode, SimFs};
 use partlog::{Durability, Error, ManualClock, Partition, Record, StoredRecord, TopicConfig};
 
+mod common;
+use common::{Rng, seed};
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The partition directory: a child of the (always durable) root.
@@ -26,40 +29,8 @@ const T0: i64 = 1_700_000_000_000;
 // ---------------------------------------------------------------------------------------------
 // Seeds and randomness.
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-}
-
-/// The seed from `PARTLOG_SEED`, or a fresh one; printed so a failure can be replayed.
-fn seed(test: &str) -> u64 {
-    let s = match std::env::var("PARTLOG_SEED") {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("PARTLOG_SEED={v:?} is not a u64")),
-        Err(_) => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
-        }
-    };
-    println!("{test}: PARTLOG_SEED={s} (set it to replay)");
-    s
-}
-
 fn mix(seed: u64, a: u64) -> u64 {
-    Rng(seed ^ a.wrapping_mul(0xA24B_AED4_963E_E407)).next()
+    Rng(seed ^ a.wrapping_mul(0xA24B_AED4_963E_E407)).next_u64()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ use partlog::fs::sim::{CrashMode, SimFs};
 use partlog::testing::FIELD_OFFSETS;
 use partlog::{CorruptKind, Durability, Error, Partition, Record, RecoveryMode, StoredRecord, TopicConfig};
 
+mod common;
+use common::{Rng, seed};
+
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const CHECKPOINT: &str = "partition.checkpoint";
@@ -27,39 +30,6 @@ const HEADER_LEN: usize = 48;
 // ---------------------------------------------------------------------------------------------
 // Helpers (each integration test file is its own crate, so they are not shared).
 // ---------------------------------------------------------------------------------------------
-
-/// splitmix64: small, seedable, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
-        lo + self.below(hi_inclusive - lo + 1)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
-
-fn seed(test: &str) -> u64 {
-    let s = std::env::var("PARTLOG_SEED").ok().and_then(|s| s.trim().parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
-    println!("{test}: PARTLOG_SEED={s}");
-    s
-}
 
 /// What a record at a given offset must contain: everything is derived from the offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

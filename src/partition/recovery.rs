@@ -147,7 +147,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
             // The active segment's summary is cheap to confirm against the log itself: its
             // last batches (from the last index entry on) must end exactly where it says.
             let seg = Segment::new(Arc::clone(&dir), m);
-            match load_active_indexes(&*fs, &seg, &m) {
+            match seg.load_indexes(&*fs, &m) {
                 Some((index, time)) if tail_matches(&*fs, &seg, &m, &index) => active_loaded = Some((index, time)),
                 _ => trusted = None,
             }
@@ -247,7 +247,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         Some(s) => (s.index, s.time, s.tracker),
         None => {
             // Clean shutdown or trusted: use the index files written at close, or rebuild.
-            let loaded = active_loaded.take().or_else(|| load_active_indexes(&*fs, &active, &active_meta));
+            let loaded = active_loaded.take().or_else(|| active.load_indexes(&*fs, &active_meta));
             match loaded {
                 Some((i, t)) => {
                     let tr = IndexTracker::new(&active_meta, &i);
@@ -370,28 +370,6 @@ fn segment_has_data(fs: &dyn FileSystem, dir: &Path, base: u64) -> bool {
     let Ok(f) = fs.open(&p, OpenMode::Read) else { return false };
     let Ok(len) = f.len() else { return false };
     log_file::scan(&*f, &p, base, len, u32::MAX).is_ok_and(|s| s.meta.records > 0 || s.meta.size > 0)
-}
-
-fn load_active_indexes(fs: &dyn FileSystem, seg: &Segment, meta: &SegMeta) -> Option<(OffsetIndex, TimeIndex)> {
-    let ibuf = read_all(fs, &seg.index_path())?;
-    let (imeta, index) = OffsetIndex::decode(&ibuf)?;
-    if imeta != *meta {
-        return None;
-    }
-    let tbuf = read_all(fs, &seg.time_path())?;
-    let time = TimeIndex::decode(&tbuf, meta.base, meta.next_offset)?;
-    Some((index, time))
-}
-
-fn read_all(fs: &dyn FileSystem, p: &Path) -> Option<Vec<u8>> {
-    let f = fs.open(p, OpenMode::Read).ok()?;
-    let len = usize::try_from(f.len().ok()?).ok()?;
-    if len > 256 << 20 {
-        return None;
-    }
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, 0).ok()?;
-    Some(buf)
 }
 
 /// Removes a segment's files (log last, so a crash leaves at worst orphan indexes, which the

@@ -282,7 +282,8 @@ impl Segment {
         Ok(Opened::new(file, rebuilt.index, rebuilt.time))
     }
 
-    fn load_indexes(&self, fs: &dyn FileSystem, meta: &SegMeta) -> Option<(OffsetIndex, TimeIndex)> {
+    /// Loads both index files if they are intact and describe exactly this segment.
+    pub(crate) fn load_indexes(&self, fs: &dyn FileSystem, meta: &SegMeta) -> Option<(OffsetIndex, TimeIndex)> {
         let ibuf = read_small_file(fs, &self.index_path())?;
         let (imeta, index) = OffsetIndex::decode(&ibuf)?;
         if imeta.base != meta.base || imeta.size != meta.size || imeta.next_offset != meta.next_offset {
