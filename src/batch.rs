@@ -59,7 +59,7 @@ const _: () = assert!(OFF_RESERVED2 + 4 == HEADER_LEN);
 /// Attribute bit: timestamps are log-append times.
 pub(crate) const ATTR_LOG_APPEND_TIME: u8 = 1;
 
-/// Offsets are at most this (Kafka's offsets are signed 64-bit).
+/// Offsets stay below this (Kafka's offsets are signed 64-bit; the last one is kept free).
 pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// Hard upper bound on a batch length read from disk, whatever the configuration says. Lengths
@@ -250,7 +250,9 @@ impl<'a> RecordIter<'a> {
         self.rest = outer.rest();
 
         let mut r = Reader::new(body);
-        let _attributes = r.take(1).ok_or(bad)?;
+        if r.take(1).ok_or(bad)? != [0] {
+            return Err(bad);
+        }
         let ts_delta = r.varint().ok_or(bad)?;
         let off_delta = r.uvarint().ok_or(bad)?;
         if off_delta > u64::from(self.header.last_offset_delta) || self.last_delta.is_some_and(|d| off_delta <= d) {

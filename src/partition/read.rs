@@ -46,7 +46,9 @@ impl Records {
         RecordsIter { rest: self.as_bytes(), cur: None, min_offset: self.min_offset }
     }
 
-    /// True when no batch was returned (the read was at the log end).
+    /// True when no record was returned: the read was at the log end, or only offsets without
+    /// records (compacted or truncated away) lie between it and the end; then
+    /// [`next_offset`](Self::next_offset) is the log end.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

@@ -1,0 +1,701 @@
+//! A reference model of one partition: a `Vec` of records plus the log start offset, driven
+//! through the public API on the simulated file system and compared after every operation.
+//!
+//! Shared, so that both check exactly the same semantics, by
+//! - `tests/model.rs` (proptest; it includes this file with `#[path]`), and
+//! - the `ops` fuzz target (`fuzz/fuzz_targets/ops.rs`).
+//!
+//! Semantics checked after each operation: `next_offset`, `log_start_offset`, the full
+//! `iter` contents, the segment list's invariants. `read` (records from the requested offset,
+//! whole valid batches, `OffsetOutOfRange` with the right bounds), `offset_for_timestamp`
+//! (brute force over the model), truncation, log-start moves and append errors
+//! (`InvalidRecord`, `RecordTooLarge`) are checked by the operations that use them.
+//!
+//! Crashes: after a [`SimFs`] crash in any mode the partition must reopen (strict recovery)
+//! and hold a prefix of the model that ends on a batch boundary and keeps at least every
+//! record known to be durable: everything under `Durability::EveryAppend`, and otherwise
+//! everything up to the last `sync`, clean close, truncation, recovery, or the base of the
+//! active segment (sealed segments are fsynced). [`Op::CrashDuring`] cuts the power part-way
+//! through an operation (`SimFs::crash_after`): the log must then match the model as before
+//! the operation or as after it (only "after" if the operation had returned `Ok`), with the
+//! same rules; a truncation or log-start move is all-or-nothing, and so is a batch.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use partlog::fs::sim::{CrashMode, SimFs};
+use partlog::testing::{BatchBuilder, BatchHeader, validate};
+use partlog::{
+    Clock, Durability, Error, Header, ManualClock, Partition, Record, StoredRecord, TimestampOffset, TimestampType,
+    TopicConfig,
+};
+
+/// The partition directory on the simulated file system.
+pub const DIR: &str = "/data/topic-0";
+/// What the manual clock reads when a run starts.
+pub const START_MS: i64 = 1_000;
+
+/// A record as the generators make it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rec {
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Producer timestamp (`None`: "now").
+    pub timestamp: Option<i64>,
+}
+
+impl Rec {
+    /// The record to append, borrowing from `self`.
+    pub fn to_record(&self) -> Record<'_> {
+        Record {
+            key: self.key.as_deref().map(Cow::Borrowed),
+            value: self.value.as_deref().map(Cow::Borrowed),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| Header { key: Cow::Borrowed(k.as_str()), value: v.as_deref().map(Cow::Borrowed) })
+                .collect(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// When appends are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// `Durability::EveryAppend`: every acknowledged append survives any crash.
+    EveryAppend,
+    /// `Durability::Os`: only what was synced survives.
+    Os,
+    /// `Durability::Periodic` every n messages (no timer).
+    Periodic(u64),
+}
+
+/// The partition's configuration for one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// `segment.bytes` (tiny, so rolls happen all the time).
+    pub segment_bytes: u32,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: u32,
+    /// `segment.index.bytes` (small values roll on a full index); `None`: default.
+    pub segment_index_bytes: Option<u32>,
+    /// `segment.ms` (small values roll on record time); `None`: default.
+    pub segment_ms: Option<i64>,
+    /// `max.message.bytes`; `None`: default.
+    pub max_message_bytes: Option<u32>,
+    /// Durability.
+    pub flush: Flush,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            segment_bytes: 512,
+            index_interval_bytes: 64,
+            segment_index_bytes: None,
+            segment_ms: None,
+            max_message_bytes: None,
+            flush: Flush::EveryAppend,
+            log_append_time: false,
+        }
+    }
+}
+
+impl Setup {
+    /// The topic configuration this setup describes.
+    pub fn config(&self) -> TopicConfig {
+        let mut c = TopicConfig::default()
+            .segment_bytes(self.segment_bytes)
+            .index_interval_bytes(self.index_interval_bytes)
+            .durability(match self.flush {
+                Flush::EveryAppend => Durability::EveryAppend,
+                Flush::Os => Durability::Os,
+                Flush::Periodic(n) => Durability::Periodic { messages: n, interval: None },
+            });
+        if let Some(b) = self.segment_index_bytes {
+            c = c.segment_index_bytes(b);
+        }
+        if let Some(ms) = self.segment_ms {
+            c = c.segment_ms(ms);
+        }
+        if let Some(b) = self.max_message_bytes {
+            c = c.max_message_bytes(b);
+        }
+        if self.log_append_time {
+            c = c.timestamp_type(TimestampType::LogAppendTime);
+        }
+        c
+    }
+
+    /// Largest batch an append may write.
+    fn max_batch_bytes(&self) -> u64 {
+        u64::from(self.max_message_bytes.unwrap_or(partlog::DEFAULT_MAX_MESSAGE_BYTES).min(self.segment_bytes))
+    }
+}
+
+/// How the simulated machine crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// Every unsynced write is lost.
+    LoseUnsynced,
+    /// A prefix of each file's unsynced writes survives, the next one possibly torn.
+    TornPrefix(u64),
+    /// Like `TornPrefix`, the torn part filled with garbage.
+    Garbage(u64),
+}
+
+impl Crash {
+    fn mode(self) -> CrashMode {
+        match self {
+            Crash::LoseUnsynced => CrashMode::LoseUnsynced,
+            Crash::TornPrefix(seed) => CrashMode::TornPrefix { seed },
+            Crash::Garbage(seed) => CrashMode::Garbage { seed },
+        }
+    }
+}
+
+/// One operation. Offsets are *selectors*, mapped onto the current log when the operation
+/// runs (see [`Harness::apply`]), so that they stay interesting whatever came before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `append`.
+    Append(Rec),
+    /// `append_batch` (possibly empty: an `InvalidRecord` error).
+    AppendBatch(Vec<Rec>),
+    /// `read(offset, max_bytes)`; `at` selects an offset in `[log_start - 2, next + 2]`.
+    Read {
+        /// Offset selector.
+        at: u16,
+        /// Byte budget.
+        max_bytes: u32,
+    },
+    /// `offset_for_timestamp`.
+    ReadTs(i64),
+    /// `truncate_to`; the selector picks anything from 0 (one time in 8) or near the log.
+    Truncate(u16),
+    /// `advance_log_start`; the selector picks an offset in `[log_start - 1, next + 2]`.
+    AdvanceStart(u16),
+    /// `sync`.
+    Sync,
+    /// `close` and open again.
+    Reopen,
+    /// Power loss, then open again.
+    Crash(Crash),
+    /// Moves the clock forward.
+    Tick(u16),
+    /// Power loss part-way through `op`: the simulated disk stops after `after` more mutating
+    /// operations (`SimFs::crash_after`), then crashes and the partition is opened again. The
+    /// log must then be as before `op` or as after it (an unacknowledged `op` may go either
+    /// way, an acknowledged one must have happened), up to the usual durability rules.
+    CrashDuring {
+        /// The interrupted operation (not itself a crash).
+        op: Box<Op>,
+        /// Mutating file-system operations allowed before the power fails.
+        after: u8,
+        /// How the disk loses unsynced data.
+        crash: Crash,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+struct Model {
+    /// Exactly the offsets `[log_start, next)`.
+    records: Vec<StoredRecord>,
+    log_start: u64,
+    next: u64,
+    /// Every offset below this survives a crash.
+    durable: u64,
+    /// Offsets where a batch ends (where a crash may cut the log), at or above `log_start`.
+    boundaries: BTreeSet<u64>,
+}
+
+impl Model {
+    /// Cuts the log so that `offset` is the end (`offset` within `[log_start, next]`).
+    fn cut(&mut self, offset: u64) {
+        self.records.retain(|r| r.offset < offset);
+        self.next = offset;
+        self.boundaries.retain(|&b| b <= offset);
+        self.boundaries.insert(offset);
+    }
+
+    /// `truncate_to(offset)`.
+    fn truncate_to(&mut self, offset: u64) {
+        if offset >= self.next {
+            return;
+        }
+        if offset <= self.log_start {
+            // Everything goes; the log starts afresh at `offset`.
+            self.records.clear();
+            self.log_start = offset;
+            self.boundaries.clear();
+        }
+        self.cut(offset);
+        self.durable = offset;
+    }
+
+    /// `advance_log_start(offset)` for `offset <= next`.
+    fn advance(&mut self, offset: u64) {
+        if offset > self.log_start {
+            self.log_start = offset;
+            self.records.retain(|r| r.offset >= offset);
+            self.boundaries.retain(|&b| b >= offset);
+            self.boundaries.insert(offset);
+        }
+    }
+}
+
+/// What an append must do.
+enum Expect {
+    InvalidRecord,
+    TooLarge { size: u64, max: u64 },
+    Ok { timestamps: Vec<i64> },
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(format!($($fmt)*));
+        }
+    };
+}
+
+/// A partition on a [`SimFs`] and its model.
+pub struct Harness {
+    setup: Setup,
+    fs: Arc<SimFs>,
+    clock: Arc<ManualClock>,
+    p: Option<Partition>,
+    m: Model,
+    trace: String,
+    /// Inside [`Op::CrashDuring`]: errors from the partition are expected, and recorded here
+    /// instead of failing the run; the model moves on as if the operation had succeeded.
+    lenient: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("setup", &self.setup).field("model", &self.m).finish_non_exhaustive()
+    }
+}
+
+/// Runs `ops` from an empty partition, checking the model after each; the error names the
+/// failing operation and the history before it.
+pub fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
+    let mut h = Harness::new(setup.clone())?;
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(e) = h.apply(op) {
+            return Err(format!("op #{i} {op:?} failed: {e}\nsetup: {setup:?}\nhistory:\n{}", h.trace));
+        }
+    }
+    h.finish().map_err(|e| format!("final close/reopen failed: {e}\nsetup: {setup:?}\nhistory:\n{}", h.trace))
+}
+
+impl Harness {
+    /// Opens an empty partition.
+    pub fn new(setup: Setup) -> Result<Harness, String> {
+        // The partition directory and its parent are created by `open`.
+        let fs = SimFs::new();
+        let clock = ManualClock::new(START_MS);
+        let mut h = Harness {
+            setup,
+            fs,
+            clock,
+            p: None,
+            m: Model::default(),
+            trace: String::new(),
+            lenient: false,
+            failed: false,
+        };
+        h.m.boundaries.insert(0);
+        h.open()?;
+        h.check()?;
+        Ok(h)
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        let p = Partition::options()
+            .fs(self.fs.clone())
+            .clock(self.clock.clone())
+            .config(self.setup.config())
+            .open(Path::new(DIR))
+            .map_err(|e| format!("open failed: {e}"))?;
+        self.p = Some(p);
+        Ok(())
+    }
+
+    fn p(&self) -> Result<&Partition, String> {
+        self.p.as_ref().ok_or_else(|| "no open partition".to_owned())
+    }
+
+    /// Closes and reopens a last time, checks, and closes.
+    pub fn finish(&mut self) -> Result<(), String> {
+        self.apply(&Op::Reopen)?;
+        self.p()?.close().map_err(|e| format!("close: {e}"))
+    }
+
+    /// Maps a selector onto `[lo, hi]`.
+    fn pick(sel: u16, lo: u64, hi: u64) -> u64 {
+        lo + u64::from(sel) % (hi - lo + 1)
+    }
+
+    /// Runs one operation against the partition and the model, then checks everything.
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Crash(c) => {
+                let _ = write!(self.trace, "crash({c:?}); open()");
+                let m = self.m.clone();
+                self.crash_and_recover(*c, vec![m])?;
+            }
+            Op::CrashDuring { op, after, crash } => self.crash_during(op, *after, *crash)?,
+            op => self.step(op)?,
+        }
+        self.check()
+    }
+
+    /// An error from the partition: fails the run, or inside [`Op::CrashDuring`] is noted.
+    fn fail<T>(&mut self, what: &str, r: partlog::Result<T>) -> Result<Option<T>, String> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if self.lenient => {
+                let _ = write!(self.trace, " [{what} failed: {e}]");
+                self.failed = true;
+                Ok(None)
+            }
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    }
+
+    /// One operation other than a crash, without the final check.
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Append(r) => self.append(std::slice::from_ref(r), true)?,
+            Op::AppendBatch(rs) => self.append(rs, false)?,
+            Op::Read { at, max_bytes } => {
+                let offset = Self::pick(*at, self.m.log_start.saturating_sub(2), self.m.next + 2);
+                let _ = writeln!(self.trace, "read({offset}, {max_bytes})");
+                if !self.lenient {
+                    self.check_read(offset, *max_bytes as usize)?;
+                } else if let Some(p) = &self.p {
+                    let _ = p.read(offset, *max_bytes as usize);
+                }
+            }
+            Op::ReadTs(ts) => {
+                let _ = writeln!(self.trace, "offset_for_timestamp({ts})");
+                if !self.lenient {
+                    self.check_ts(*ts)?;
+                } else if let Some(p) = &self.p {
+                    let _ = p.offset_for_timestamp(*ts);
+                }
+            }
+            Op::Truncate(sel) => {
+                let offset = if sel.is_multiple_of(8) {
+                    Self::pick(sel / 8, 0, self.m.next + 2)
+                } else {
+                    Self::pick(*sel, self.m.log_start.saturating_sub(3), self.m.next + 2)
+                };
+                let _ = writeln!(self.trace, "truncate_to({offset})");
+                let r = self.p()?.truncate_to(offset);
+                self.fail(&format!("truncate_to({offset})"), r)?;
+                self.m.truncate_to(offset);
+            }
+            Op::AdvanceStart(sel) => {
+                let offset = Self::pick(*sel, self.m.log_start.saturating_sub(1), self.m.next + 2);
+                let _ = writeln!(self.trace, "advance_log_start({offset})");
+                let got = self.p()?.advance_log_start(offset);
+                if offset > self.m.next {
+                    let (start, end) = (self.m.log_start, self.m.next);
+                    ensure!(
+                        matches!(got, Err(Error::OffsetOutOfRange { requested, start: s, end: e })
+                            if requested == offset && s == start && e == end),
+                        "advance_log_start({offset}) past the end {end}: expected OffsetOutOfRange, got {got:?}"
+                    );
+                } else {
+                    self.fail(&format!("advance_log_start({offset})"), got)?;
+                    self.m.advance(offset);
+                }
+            }
+            Op::Sync => {
+                let _ = writeln!(self.trace, "sync()");
+                let r = self.p()?.sync();
+                if self.fail("sync", r)?.is_some() {
+                    self.m.durable = self.m.next;
+                }
+            }
+            Op::Reopen => {
+                let _ = writeln!(self.trace, "close(); open()");
+                let p = self.p.take().ok_or("no open partition")?;
+                let closed = p.close();
+                drop(p);
+                if self.fail("close", closed)?.is_some() {
+                    match self.open() {
+                        Ok(()) => self.m.durable = self.m.next,
+                        Err(e) if self.lenient => {
+                            let _ = write!(self.trace, " [{e}]");
+                            self.failed = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Op::Tick(ms) => {
+                let _ = writeln!(self.trace, "clock += {ms}");
+                self.clock.advance(i64::from(*ms));
+            }
+            Op::Crash(_) | Op::CrashDuring { .. } => return Err("a crash cannot be interrupted".to_owned()),
+        }
+        Ok(())
+    }
+
+    fn crash_during(&mut self, op: &Op, after: u8, crash: Crash) -> Result<(), String> {
+        if matches!(op, Op::Crash(_) | Op::CrashDuring { .. }) {
+            return self.apply(op);
+        }
+        let _ = write!(self.trace, "power fails after {after} mutations during: ");
+        let before = self.m.clone();
+        self.fs.crash_after(u64::from(after));
+        self.lenient = true;
+        self.failed = false;
+        let stepped = self.step(op);
+        self.lenient = false;
+        stepped?;
+        let mut candidates = vec![self.m.clone()];
+        if self.failed {
+            // Not acknowledged: it may have happened or not, and nothing new is durable.
+            candidates[0].durable = candidates[0].durable.min(before.durable);
+            candidates.push(before);
+        }
+        let _ = write!(self.trace, "crash({crash:?}); open()");
+        self.crash_and_recover(crash, candidates)
+    }
+
+    /// Crashes, reopens, and checks the log against the first candidate state it matches:
+    /// the same log start, an end on a batch boundary between the durable point and the
+    /// candidate's end, and exactly the candidate's records up to there.
+    fn crash_and_recover(&mut self, crash: Crash, candidates: Vec<Model>) -> Result<(), String> {
+        self.fs.crash(crash.mode());
+        // Dropping the old handle after the crash: its close fails on dead handles.
+        drop(self.p.take());
+        self.open()?;
+        let p = self.p()?.clone();
+        let (start, end) = (p.log_start_offset(), p.next_offset());
+        let _ = writeln!(self.trace, " -> log [{start}, {end})");
+        let mut got = Vec::new();
+        for r in p.iter(start) {
+            got.push(r.map_err(|e| format!("iter after recovery: {e}"))?);
+        }
+        drop(p);
+        let mut why = Vec::new();
+        for c in &candidates {
+            let lower = c.durable.max(c.log_start);
+            if start != c.log_start {
+                why.push(format!("log start {start}, expected {}", c.log_start));
+            } else if !(lower..=c.next).contains(&end) {
+                why.push(format!("log end {end}, expected between {lower} (durable) and {} (appended)", c.next));
+            } else if end != c.log_start && !c.boundaries.contains(&end) {
+                why.push(format!("log end {end} inside a batch (batch ends {:?})", c.boundaries));
+            } else {
+                let mut m = c.clone();
+                m.cut(end);
+                m.durable = end;
+                if got == m.records {
+                    self.m = m;
+                    return Ok(());
+                }
+                why.push(format!("records {got:?}, expected {:?}", m.records));
+            }
+        }
+        Err(format!("after the crash: {}", why.join("; or ")))
+    }
+
+    fn expect_append(&self, recs: &[Rec]) -> Expect {
+        if recs.is_empty() {
+            return Expect::InvalidRecord;
+        }
+        let now = self.clock.now_ms();
+        let mut timestamps = Vec::with_capacity(recs.len());
+        for r in recs {
+            let ts = if self.setup.log_append_time { now } else { r.timestamp.unwrap_or(now) };
+            if ts == i64::MIN {
+                return Expect::InvalidRecord;
+            }
+            timestamps.push(ts);
+        }
+        let mut b = BatchBuilder::new();
+        b.begin(self.m.next);
+        for (i, (r, &ts)) in recs.iter().zip(&timestamps).enumerate() {
+            b.push(&r.to_record(), i as u64, ts);
+        }
+        let size = b.len() as u64;
+        let max = self.setup.max_batch_bytes();
+        if size > max {
+            return Expect::TooLarge { size, max };
+        }
+        Expect::Ok { timestamps }
+    }
+
+    fn append(&mut self, recs: &[Rec], single: bool) -> Result<(), String> {
+        let records: Vec<Record<'_>> = recs.iter().map(Rec::to_record).collect();
+        let expect = self.expect_append(recs);
+        let p = self.p()?;
+        let got = if single { p.append(records[0].clone()) } else { p.append_batch(&records) };
+        let _ = writeln!(
+            self.trace,
+            "append{}({} records, {:?}) -> {:?}",
+            if single { "" } else { "_batch" },
+            recs.len(),
+            recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+            got.as_ref().map(|i| i.base_offset).map_err(ToString::to_string)
+        );
+        match (expect, got) {
+            (Expect::InvalidRecord, Err(Error::InvalidRecord { .. })) => Ok(()),
+            (Expect::TooLarge { size, max }, Err(Error::RecordTooLarge { size: s, max: m })) => {
+                ensure!((s, m) == (size, max), "RecordTooLarge {{ size: {s}, max: {m} }}, expected {size}/{max}");
+                Ok(())
+            }
+            (Expect::Ok { timestamps }, got) => {
+                let n = recs.len() as u64;
+                let base = self.m.next;
+                let max_ts = timestamps.iter().copied().max().unwrap_or(i64::MIN);
+                if let Some(info) = self.fail("append", got)? {
+                    ensure!(
+                        info.base_offset == base
+                            && info.last_offset == base + n - 1
+                            && info.record_count as u64 == n
+                            && info.max_timestamp == max_ts,
+                        "append returned {info:?}, expected base {base}, {n} records, max timestamp {max_ts}"
+                    );
+                }
+                for (i, (r, ts)) in recs.iter().zip(timestamps).enumerate() {
+                    self.m.records.push(StoredRecord {
+                        offset: base + i as u64,
+                        timestamp: ts,
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        headers: r.headers.clone(),
+                    });
+                }
+                self.m.next = base + n;
+                self.m.boundaries.insert(self.m.next);
+                if self.setup.flush == Flush::EveryAppend {
+                    self.m.durable = self.m.next;
+                }
+                Ok(())
+            }
+            (Expect::InvalidRecord | Expect::TooLarge { .. }, Err(_)) if self.lenient => Ok(()),
+            (Expect::InvalidRecord, got) => Err(format!("expected InvalidRecord, got {got:?}")),
+            (Expect::TooLarge { size, max }, got) => Err(format!("expected RecordTooLarge {size}/{max}, got {got:?}")),
+        }
+    }
+
+    fn check_read(&self, offset: u64, max_bytes: usize) -> Result<(), String> {
+        let (start, end) = (self.m.log_start, self.m.next);
+        let got = self.p()?.read(offset, max_bytes);
+        if offset < start || offset > end {
+            ensure!(
+                matches!(got, Err(Error::OffsetOutOfRange { requested, start: s, end: e })
+                    if requested == offset && s == start && e == end),
+                "read({offset}) outside [{start}, {end}]: expected OffsetOutOfRange, got {got:?}"
+            );
+            return Ok(());
+        }
+        let recs = got.map_err(|e| format!("read({offset}, {max_bytes}): {e}"))?;
+        if offset == end {
+            ensure!(recs.is_empty() && recs.next_offset() == end, "read at the end returned {recs:?}");
+            return Ok(());
+        }
+        // The returned bytes are whole, valid batches.
+        let mut rest = recs.as_bytes();
+        let mut batches = 0;
+        while !rest.is_empty() {
+            let h = BatchHeader::parse(rest, rest.len()).map_err(|k| format!("read returned a bad batch: {k}"))?;
+            let (b, r) = rest.split_at(h.length as usize);
+            validate(b).map_err(|k| format!("read returned an invalid batch: {k}"))?;
+            rest = r;
+            batches += 1;
+        }
+        ensure!(batches > 0, "read({offset}, {max_bytes}) inside the log returned nothing");
+        ensure!(
+            recs.size_bytes() <= max_bytes || batches == 1,
+            "read({offset}, {max_bytes}) returned {} bytes in {batches} batches",
+            recs.size_bytes()
+        );
+        let got: Vec<StoredRecord> = recs.iter().map(|r| r.to_owned()).collect();
+        let first = (offset - start) as usize;
+        let want = self.m.records.get(first..first + got.len());
+        ensure!(
+            !got.is_empty() && want == Some(&got[..]),
+            "read({offset}, {max_bytes}) returned {got:?}, expected a prefix of {:?}",
+            &self.m.records[first..]
+        );
+        let last = got.last().map_or(offset, |r| r.offset);
+        ensure!(recs.next_offset() == last + 1, "read next_offset {} after last record {last}", recs.next_offset());
+        Ok(())
+    }
+
+    fn check_ts(&self, ts: i64) -> Result<(), String> {
+        let got = self.p()?.offset_for_timestamp(ts).map_err(|e| format!("offset_for_timestamp({ts}): {e}"))?;
+        let want = self
+            .m
+            .records
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map(|r| TimestampOffset { offset: r.offset, timestamp: r.timestamp });
+        ensure!(got == want, "offset_for_timestamp({ts}) = {got:?}, brute force over the model says {want:?}");
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let p = self.p()?;
+        let (start, next) = (p.log_start_offset(), p.next_offset());
+        ensure!(
+            (start, next) == (self.m.log_start, self.m.next),
+            "log spans [{start}, {next}), model [{}, {})",
+            self.m.log_start,
+            self.m.next
+        );
+        let mut got = Vec::with_capacity(self.m.records.len());
+        for r in p.iter(start) {
+            got.push(r.map_err(|e| format!("iter: {e}"))?);
+        }
+        if got != self.m.records {
+            let diff = got.iter().zip(&self.m.records).position(|(a, b)| a != b);
+            return Err(format!(
+                "iter({start}) returned {} records, model has {}; first difference at index {diff:?}: {:?} vs {:?}",
+                got.len(),
+                self.m.records.len(),
+                diff.and_then(|i| got.get(i)),
+                diff.and_then(|i| self.m.records.get(i)),
+            ));
+        }
+        let segs = p.segments();
+        ensure!(!segs.is_empty(), "no segments");
+        for (i, s) in segs.iter().enumerate() {
+            let last = i + 1 == segs.len();
+            ensure!(s.active == last, "segment {i} of {}: active = {}", segs.len(), s.active);
+            ensure!(s.base_offset <= s.next_offset, "segment {s:?}: base above next offset");
+            if let Some(n) = segs.get(i + 1) {
+                ensure!(s.next_offset <= n.base_offset, "segments overlap: {s:?} then {n:?}");
+            }
+        }
+        ensure!(segs[0].base_offset <= start, "first segment {:?} starts above the log start {start}", segs[0]);
+        // (A segment wholly below the log start may linger: advancing the start into the active
+        // segment deletes nothing, and the roll that seals it later does not either. The next
+        // advance or open deletes it. Not checked.)
+        let active = &segs[segs.len() - 1];
+        ensure!(active.next_offset == next, "active segment {active:?} ends below next offset {next}");
+        // Sealed segments were fsynced when they were sealed.
+        self.m.durable = self.m.durable.max(active.base_offset.min(next));
+        Ok(())
+    }
+}
