@@ -161,7 +161,9 @@ pub fn decode(buf: &[u8]) -> Result<Batch, &'static str> {
     for _ in 0..record_count {
         let len = cur.uvarint().ok_or("record length")?;
         let mut body = Cur(cur.take(usize::try_from(len).map_err(|_| "record length")?).ok_or("record overruns")?);
-        body.take(1).ok_or("record attributes")?;
+        if body.take(1).ok_or("record attributes")? != [0] {
+            return Err("record attributes must be 0");
+        }
         let ts_delta = body.varint().ok_or("timestamp delta")?;
         let off_delta = body.uvarint().ok_or("offset delta")?;
         if off_delta > u64::from(last_offset_delta) || prev_delta.is_some_and(|p| off_delta <= p) {
