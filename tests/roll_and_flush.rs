@@ -136,3 +136,23 @@ fn directory_defaults_apply_to_new_topics() -> R {
     assert!(matches!(bad, Err(partlog::Error::InvalidConfig { .. })));
     Ok(())
 }
+
+#[test]
+fn a_segment_sealed_below_the_log_start_is_deleted_at_roll() -> R {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(0);
+    // Two of these batches fit in a segment, a third rolls it.
+    let p = open(&fs, TopicConfig::default().segment_bytes(256), clock)?;
+    p.append(Record::with_value(vec![1u8; 60]))?;
+    p.append(Record::with_value(vec![2u8; 60]))?;
+    assert_eq!(p.segments().len(), 1);
+    // Everything is below the new start, but the active segment stays until it is sealed.
+    p.advance_log_start(2)?;
+    assert_eq!(p.segments().len(), 1);
+    p.append(Record::with_value(vec![3u8; 60]))?;
+    let segs = p.segments();
+    assert_eq!(segs.iter().map(|s| s.base_offset).collect::<Vec<_>>(), vec![2], "{segs:?}");
+    assert!(!fs.exists(std::path::Path::new("/p/00000000000000000000.log")), "segment 0 lingers");
+    assert_eq!(p.iter(2).count(), 1);
+    Ok(())
+}

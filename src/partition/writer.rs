@@ -163,10 +163,12 @@ impl Writer {
         // next open re-validates more; it is written again at the next roll or close.
         // Its older version stays correct (the recovery point is only behind), so the rename
         // need not be durable yet.
-        match self.put_checkpoint(inner, false, false) {
-            Err(e @ Error::StorageFull { .. }) => Err(e),
-            r => r,
+        self.put_checkpoint(inner, false, false)?;
+        // A log start at or past the new base leaves the sealed segment wholly below it.
+        if inner.log_start.load(Ordering::Acquire) >= new_base {
+            drop_segments_below(inner, self, new_base)?;
         }
+        Ok(())
     }
 
     /// Makes room for `len` more bytes in the active segment. Fails cleanly (nothing written,
@@ -448,7 +450,19 @@ pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
     }
     w.mark_dirty(inner)?;
     inner.log_start.store(offset, Ordering::Release);
-    // Persist the new start before deleting anything, so a crash cannot resurrect records.
+    let result = match drop_segments_below(inner, &mut w, offset) {
+        // Nothing to delete: the new start must still be made durable.
+        Ok(false) => w.write_checkpoint(inner, false),
+        Ok(true) => Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| inner.poison(e))
+}
+
+/// Deletes the segments wholly below `offset` (the log start), never the active one. The
+/// checkpoint with the current log start is made durable before any file goes, so a crash
+/// cannot resurrect records. Returns whether anything was deleted (and the checkpoint written).
+fn drop_segments_below(inner: &Inner, w: &mut Writer, offset: u64) -> Result<bool> {
     let view = inner.view();
     let n = view.segments.len();
     let doomed: Vec<Arc<Segment>> = view
@@ -458,18 +472,18 @@ pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
         .take_while(|(i, _)| i + 1 < n && view.segments.get(i + 1).is_some_and(|next| next.base <= offset))
         .map(|(_, s)| Arc::clone(s))
         .collect();
+    if doomed.is_empty() {
+        return Ok(false);
+    }
     let kept: Vec<Arc<Segment>> = view.segments[doomed.len()..].to_vec();
     *inner.view.write() = Arc::new(View { segments: kept });
-    let result = (|| {
-        w.write_checkpoint(inner, false)?;
-        for s in &doomed {
-            s.deleted.store(true, Ordering::Release);
-            s.close(&inner.cache);
-            delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
-        }
-        Ok(())
-    })();
-    result.map_err(|e| inner.poison(e))
+    w.write_checkpoint(inner, false)?;
+    for s in &doomed {
+        s.deleted.store(true, Ordering::Release);
+        s.close(&inner.cache);
+        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
+    }
+    Ok(true)
 }
 
 /// Starts a thread that fsyncs on `flush.ms` when the partition has such a setting. It holds
