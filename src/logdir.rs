@@ -44,6 +44,7 @@ pub struct LogDirOptions {
     clock: Arc<dyn Clock>,
     open_segments: usize,
     recovery: RecoveryMode,
+    mmap_reads: bool,
 }
 
 impl Default for LogDirOptions {
@@ -54,6 +55,7 @@ impl Default for LogDirOptions {
             clock: Arc::new(SystemClock),
             open_segments: DEFAULT_OPEN_SEGMENTS,
             recovery: RecoveryMode::Strict,
+            mmap_reads: cfg!(target_os = "linux"),
         }
     }
 }
@@ -83,6 +85,12 @@ impl LogDirOptions {
     /// What recovery does with mid-log damage.
     pub fn recovery(mut self, mode: RecoveryMode) -> Self {
         self.recovery = mode;
+        self
+    }
+    /// Whether reads are served from read-only memory maps (see
+    /// [`PartitionOptions::mmap_reads`]).
+    pub fn mmap_reads(mut self, on: bool) -> Self {
+        self.mmap_reads = on;
         self
     }
     /// Opens or creates the log directory.
@@ -241,6 +249,7 @@ impl LogDir {
             .fs(Arc::clone(&self.inner.opts.fs))
             .clock(Arc::clone(&self.inner.opts.clock))
             .recovery(self.inner.opts.recovery)
+            .mmap_reads(self.inner.opts.mmap_reads)
             .handle_cache(Arc::clone(&self.inner.cache))
     }
 

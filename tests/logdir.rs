@@ -322,3 +322,36 @@ fn config_change_is_atomic_under_crashes() -> R {
         },
     )
 }
+
+#[test]
+fn reads_without_memory_maps_return_the_same_records() -> R {
+    let tmp = tempfile::tempdir()?;
+    let small = TopicConfig::default().segment_bytes(4096);
+    let mut expected = Vec::new();
+    {
+        let dir = LogDir::open(tmp.path())?;
+        let t = dir.create_topic("t", small)?;
+        for i in 0..500 {
+            let v = format!("value-{i}");
+            t.append_to(0, Record::new().key("k").value(v.as_str()))?;
+            expected.push(v.into_bytes());
+        }
+        dir.close()?;
+    }
+    for mmap in [false, true] {
+        let dir = LogDir::options().mmap_reads(mmap).open(tmp.path())?;
+        let p = dir.topic("t")?.partition(0)?;
+        assert!(p.segments().len() > 5);
+        let got: Vec<Vec<u8>> = p.iter(0).map(|r| r.map(|r| r.value.unwrap_or_default())).collect::<Result<_, _>>()?;
+        assert_eq!(got, expected, "mmap_reads({mmap})");
+        for o in [0u64, 137, 499] {
+            let r = p.read(o, 1)?;
+            assert_eq!(
+                r.iter().next().map(|r| r.value().map(<[u8]>::to_vec)),
+                Some(Some(expected[o as usize].clone()))
+            );
+        }
+        dir.close()?;
+    }
+    Ok(())
+}
