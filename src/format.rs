@@ -16,6 +16,7 @@
 //!       0/ 1/ … N-1/                       one directory per partition:
 //!         .lock                            the partition's own lock
 //!         partition.checkpoint             log start, recovery point, clean flag, segment summaries
+//!         truncate.intent                  only while a truncation is in progress
 //!         00000000000000000000.log         record batches, back to back
 //!         00000000000000000000.index       sparse offset index + segment summary
 //!         00000000000000000000.timeindex   time index
@@ -136,6 +137,23 @@
 //! A damaged checkpoint costs a full re-validation, nothing else; a newer version is
 //! [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
 //!
+//! ## Truncation intent (`truncate.intent`)
+//!
+//! | byte | field | type |
+//! |---:|---|---|
+//! | 0 | magic `PLTR` | [u8; 4] |
+//! | 4 | version: 1 | u16 |
+//! | 6 | kind: 0 = cut within a segment, 1 = delete every segment and restart at the target | u16 |
+//! | 8 | target: the new log end offset | u64 |
+//! | 16 | base offset of the segment that keeps the new end | u64 |
+//! | 24 | cut: bytes of that segment kept before the rewritten batch | u64 |
+//! | 32 | rewrite length R | u32 |
+//! | 36 | the rewritten batch: the records of a batch straddling the target that lie below it | R bytes |
+//! | 36 + R | CRC-32 of all preceding bytes | u32 |
+//!
+//! An intent that fails its checks, or that partlog could not have written (unknown kind,
+//! offsets out of range), is discarded: it was never acted upon.
+//!
 //! ## Topic metadata (`topic.properties`)
 //!
 //! Text: `# partlog topic metadata`, `format.version=1`, `partitions=N`, then every topic
@@ -153,9 +171,15 @@
 //!   replaced with the recovery point at the new segment's base.
 //! - **Atomic replace** (checkpoint, topic metadata, `partlog.meta`): write `<name>.tmp`,
 //!   `fdatasync` it, rename over `<name>`, fsync the directory.
-//! - **Log start moves / truncation.** The checkpoint with the new log start is made durable
-//!   before any segment file is deleted; segment files are deleted index first, log last, and
-//!   the directory fsynced.
+//! - **Log start moves.** The checkpoint with the new log start is made durable before any
+//!   segment file is deleted; segment files are deleted index first, log last, and the
+//!   directory fsynced. A segment sealed wholly below the log start is deleted the same way.
+//! - **Truncation.** The data the plan keeps is fsynced, then the plan is written durably to
+//!   `truncate.intent`; later segments are deleted, the segment holding the new end is
+//!   *replaced* (kept prefix and rewritten batch copied to `<name>.tmp`, fsynced, renamed over
+//!   it, directory fsynced; a file readers may have mapped is never shrunk in place), the
+//!   checkpoint is written, and the intent removed. An open that finds an intent carries it out
+//!   again first; every step is idempotent, so a crash leaves the old log or the new one.
 //! - **Close.** Trim and fsync the active segment, write its indexes, replace the checkpoint
 //!   with the clean flag set. The first change after an open clears the flag (a durable
 //!   checkpoint write) before touching any segment, so a crash is never mistaken for a clean
@@ -168,7 +192,9 @@
 //! Open lists the directory, deletes `.tmp` leftovers, orphan index files and segments wholly
 //! below the log start, and reads the checkpoint.
 //!
-//! - **Clean flag set** and the segment list matches: every summary is trusted; nothing is read.
+//! - **Clean flag set** and the segment list matches: every summary is trusted after cheap
+//!   plausibility checks, and the active segment's is confirmed against its batches from the
+//!   last index entry on; nothing else is read.
 //! - **Otherwise**, segments below the recovery point are trusted (they were fsynced before the
 //!   checkpoint naming them was written) and every segment from the recovery point on is
 //!   re-validated batch by batch, its indexes rebuilt. Recovery time follows the unflushed tail,
@@ -178,7 +204,11 @@
 //!   (a crash mid-write, a zero-filled preallocation, appended garbage): the file is cut at `p`
 //!   and synced. If valid data follows, it is **damage in the middle of the log**: open fails
 //!   with [`Error::Corrupt`](crate::Error::Corrupt) and changes nothing, unless the caller asked
-//!   for [`RecoveryMode::TruncateCorrupt`](crate::RecoveryMode::TruncateCorrupt).
+//!   for [`RecoveryMode::TruncateCorrupt`](crate::RecoveryMode::TruncateCorrupt). One exception:
+//!   in the active segment, a whole 4 KiB page of zeros between the damage and the valid data
+//!   is what a power loss leaves when the kernel wrote later pages back before earlier ones.
+//!   Those writes were never synced (an fsync covers everything before it), so it is cut as a
+//!   torn tail. A tail too hostile to search within a fixed budget is reported as damage.
 //!
 //! Why acknowledged data survives: under `flush.messages=1` an append is acknowledged only after
 //! `fdatasync` of the segment that holds it, and that segment's directory entry was fsynced when
