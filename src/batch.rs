@@ -237,6 +237,7 @@ impl<'a> RecordIter<'a> {
     }
 
     /// The next record, or the reason the bytes are malformed.
+    #[inline]
     pub fn next_checked(&mut self) -> Result<Option<RecordRef<'a>>, CorruptKind> {
         if self.remaining == 0 {
             return Ok(None);
@@ -291,6 +292,7 @@ impl<'a> RecordIter<'a> {
 
 impl<'a> Iterator for RecordIter<'a> {
     type Item = RecordRef<'a>;
+    #[inline]
     fn next(&mut self) -> Option<RecordRef<'a>> {
         self.next_checked().ok().flatten()
     }
@@ -303,14 +305,17 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    #[inline]
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.buf
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.buf.len() {
             return None;
@@ -362,6 +367,7 @@ impl<'a> Reader<'a> {
     /// A zig-zag length-prefixed byte string: `Some(Ok(None))` for length −1,
     /// `Some(Err(()))` for any other negative length, `None` when bytes run out.
     #[allow(clippy::type_complexity)]
+    #[inline]
     pub(crate) fn bytes(&mut self) -> Option<Result<Option<&'a [u8]>, ()>> {
         let len = self.varint()?;
         if len == -1 {

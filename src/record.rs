@@ -146,22 +146,27 @@ pub struct RecordRef<'a> {
 
 impl<'a> RecordRef<'a> {
     /// The record's offset in its partition.
+    #[inline]
     pub fn offset(&self) -> u64 {
         self.offset
     }
     /// Timestamp, ms since the Unix epoch.
+    #[inline]
     pub fn timestamp(&self) -> i64 {
         self.timestamp
     }
     /// The key, if any.
+    #[inline]
     pub fn key(&self) -> Option<&'a [u8]> {
         self.key
     }
     /// The value; `None` for a tombstone.
+    #[inline]
     pub fn value(&self) -> Option<&'a [u8]> {
         self.value
     }
     /// The headers, in order.
+    #[inline]
     pub fn headers(&self) -> HeaderIter<'a> {
         HeaderIter { rest: self.headers, remaining: self.headers_count }
     }

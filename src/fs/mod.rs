@@ -123,6 +123,12 @@ pub trait FileHandle: Send + Sync + Debug {
         None
     }
 
+    /// Hints that `[pos, pos + len)` of the memory map is about to be read, so its pages can be
+    /// mapped in one go rather than one fault at a time. Does nothing where there is no map.
+    fn prefault(&self, pos: u64, len: usize) {
+        let _ = (pos, len);
+    }
+
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
     /// shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {

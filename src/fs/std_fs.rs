@@ -275,6 +275,25 @@ impl FileHandle for StdFile {
         Ok(())
     }
 
+    fn prefault(&self, pos: u64, len: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            const PAGE: u64 = 4096;
+            let start = pos / PAGE * PAGE;
+            let Ok(n) = usize::try_from(pos + len as u64 - start) else { return };
+            if let Some(ptr) = self.mapped(start, n) {
+                // SAFETY: the range lies inside the mapping and the file (checked by `mapped`);
+                // MADV_POPULATE_READ only maps pages in, it never changes data. Kernels without
+                // it return EINVAL, which is fine to ignore.
+                unsafe {
+                    libc::madvise(ptr.cast(), n, libc::MADV_POPULATE_READ);
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (pos, len);
+    }
+
     fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
         let ptr = self.mapped(pos, len)?;
         // SAFETY: `mapped` checked the range lies inside the mapping and inside the file's

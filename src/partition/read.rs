@@ -13,6 +13,9 @@ use crate::segment::{NO_TS, Opened, Segment};
 /// scan from the sparse index entry through the wanted batch usually needs a single read.
 const LOOKAHEAD: usize = 1 << 10;
 
+/// Reads of at least this many bytes prefault their pages of a memory-mapped segment.
+const PREFAULT_MIN: usize = 64 << 10;
+
 /// Whole record batches returned by [`Partition::read`], with records before the requested
 /// offset skipped.
 ///
@@ -84,6 +87,7 @@ pub struct RecordsIter<'a> {
 impl<'a> Iterator for RecordsIter<'a> {
     type Item = RecordRef<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<RecordRef<'a>> {
         loop {
             if let Some(it) = &mut self.cur {
@@ -185,6 +189,11 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
     let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
     // Mapped: scan the mapping in place and hand out a view of it, no copy.
     if let Some(view) = opened.file.mapped_slice(from, avail).filter(|_| inner.map_reads) {
+        // A large (sequential) read maps in the pages it will touch with one call instead of a
+        // fault per page; for small random reads the call costs more than it saves.
+        if max_bytes >= PREFAULT_MIN {
+            opened.file.prefault(from, avail.min(max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD));
+        }
         let mut src = Source::Mapped(view);
         let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else { return Ok(None) };
         let start = from as usize + found.start;
