@@ -133,7 +133,7 @@ fn read(c: &mut Criterion) {
     let path = dir.path().join("p");
     fill(&path, TopicConfig::default(), records);
     let p = Partition::open(&path).expect("reopen");
-    assert_eq!(p.next_offset(), records as u64);
+    assert_eq!(p.log_end_offset(), records as u64);
 
     let mut g = c.benchmark_group("read");
     g.throughput(Throughput::Elements(records as u64));

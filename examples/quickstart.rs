@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for p in 0..orders.partition_count() {
         let keys: Vec<&str> = home.iter().filter(|(_, v)| **v == p).map(|(k, _)| k.as_str()).collect();
-        println!("   partition {p}: {} records, keys {}", orders.partition(p)?.next_offset(), keys.join(", "));
+        println!("   partition {p}: {} records, keys {}", orders.partition(p)?.log_end_offset(), keys.join(", "));
     }
 
     let (p, start) = first_of.iter().next().map(|(p, o)| (*p, *o)).ok_or("no partition was written")?;
@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let ends: Vec<u64> = orders.partitions().iter().map(|p| p.next_offset()).collect();
+    let ends: Vec<u64> = orders.partitions().iter().map(|p| p.log_end_offset()).collect();
     println!("6. close, reopen, and check every record is still there");
     dir.close()?;
     drop((orders, dir));
@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             assert_eq!(home.get(&key), Some(&(p as u32)));
             n += 1;
         }
-        assert_eq!(part.next_offset(), *end);
+        assert_eq!(part.log_end_offset(), *end);
         println!("   partition {p}: {n} records readable, log end offset {end}");
     }
     dir.close()?;

@@ -2,18 +2,22 @@
 //!
 //! | byte | field | type | meaning |
 //! |---:|---|---|---|
-//! | 0 | `length` | u32 | bytes in the whole batch, this header included (≥ 48) |
+//! | 0 | `length` | u32 | bytes in the whole batch, this header included (≥ 68) |
 //! | 4 | `crc` | u32 | CRC-32 (IEEE, `crc32fast`) of bytes `[8, length)` |
-//! | 8 | `magic` | u8 | batch format version, 1 |
-//! | 9 | `attributes` | u8 | bit 0: timestamp type (0 CreateTime, 1 LogAppendTime); others 0 |
-//! | 10 | reserved | u16 | 0 |
+//! | 8 | `magic` | u8 | batch format version, 2 |
+//! | 9 | reserved | u8 | 0 |
+//! | 10 | `attributes` | u16 | bits 0–2 compression codec (0 none), bit 3 LogAppendTime, bit 4 transactional, bit 5 control batch, bit 6 delete horizon set; others 0 |
 //! | 12 | `last_offset_delta` | u32 | last offset − base offset |
 //! | 16 | `base_offset` | u64 | offset of the first record |
 //! | 24 | `base_timestamp` | i64 | timestamp of the first record |
 //! | 32 | `max_timestamp` | i64 | largest record timestamp |
-//! | 40 | `record_count` | u32 | records in the batch |
-//! | 44 | reserved | u32 | 0 |
-//! | 48 | records | | `record_count` records, back to back |
+//! | 40 | `delete_horizon` | i64 | with bit 6: when compaction may drop this batch's tombstones; `i64::MIN` otherwise |
+//! | 48 | `producer_id` | i64 | −1: none |
+//! | 56 | `producer_epoch` | i16 | −1: none |
+//! | 58 | reserved | u16 | 0 |
+//! | 60 | `base_sequence` | i32 | −1: none |
+//! | 64 | `record_count` | u32 | records in the batch |
+//! | 68 | records | | `record_count` records, back to back |
 //!
 //! All integers little-endian. Each record:
 //!
@@ -39,25 +43,47 @@ use crate::error::CorruptKind;
 use crate::record::{Record, RecordRef};
 
 /// Bytes in a batch header.
-pub const HEADER_LEN: usize = 48;
+pub const HEADER_LEN: usize = 68;
 /// Current batch format version.
-pub const MAGIC: u8 = 1;
+pub const MAGIC: u8 = 2;
 
 pub(crate) const OFF_LENGTH: usize = 0;
 pub(crate) const OFF_CRC: usize = OFF_LENGTH + 4;
 pub(crate) const OFF_MAGIC: usize = OFF_CRC + 4;
-pub(crate) const OFF_ATTRIBUTES: usize = OFF_MAGIC + 1;
-pub(crate) const OFF_RESERVED1: usize = OFF_ATTRIBUTES + 1;
-pub(crate) const OFF_LAST_DELTA: usize = OFF_RESERVED1 + 2;
+pub(crate) const OFF_RESERVED1: usize = OFF_MAGIC + 1;
+pub(crate) const OFF_ATTRIBUTES: usize = OFF_RESERVED1 + 1;
+pub(crate) const OFF_LAST_DELTA: usize = OFF_ATTRIBUTES + 2;
 pub(crate) const OFF_BASE_OFFSET: usize = OFF_LAST_DELTA + 4;
 pub(crate) const OFF_BASE_TS: usize = OFF_BASE_OFFSET + 8;
 pub(crate) const OFF_MAX_TS: usize = OFF_BASE_TS + 8;
-pub(crate) const OFF_COUNT: usize = OFF_MAX_TS + 8;
-pub(crate) const OFF_RESERVED2: usize = OFF_COUNT + 4;
-const _: () = assert!(OFF_RESERVED2 + 4 == HEADER_LEN);
+pub(crate) const OFF_DELETE_HORIZON: usize = OFF_MAX_TS + 8;
+pub(crate) const OFF_PRODUCER_ID: usize = OFF_DELETE_HORIZON + 8;
+pub(crate) const OFF_PRODUCER_EPOCH: usize = OFF_PRODUCER_ID + 8;
+pub(crate) const OFF_RESERVED2: usize = OFF_PRODUCER_EPOCH + 2;
+pub(crate) const OFF_BASE_SEQUENCE: usize = OFF_RESERVED2 + 2;
+pub(crate) const OFF_COUNT: usize = OFF_BASE_SEQUENCE + 4;
+const _: () = assert!(OFF_COUNT + 4 == HEADER_LEN);
 
+/// Attribute bits 0–2: the compression codec of the records area (0: none). Reserved: this
+/// version writes uncompressed batches and refuses others.
+#[allow(dead_code)]
+pub(crate) const ATTR_CODEC_MASK: u16 = 0b111;
 /// Attribute bit: timestamps are log-append times.
-pub(crate) const ATTR_LOG_APPEND_TIME: u8 = 1;
+pub(crate) const ATTR_LOG_APPEND_TIME: u16 = 1 << 3;
+/// Attribute bit: the batch belongs to a transaction (reserved: not written by this version).
+#[allow(dead_code)]
+pub(crate) const ATTR_TRANSACTIONAL: u16 = 1 << 4;
+/// Attribute bit: a control batch (transaction markers; reserved: not written by this version).
+#[allow(dead_code)]
+pub(crate) const ATTR_CONTROL: u16 = 1 << 5;
+/// Attribute bit: `delete_horizon` holds the time compaction may drop the batch's tombstones.
+pub(crate) const ATTR_DELETE_HORIZON: u16 = 1 << 6;
+/// Bits this version reads. Any other bit, a codec, the transactional or the control bit
+/// makes a checksum-valid batch [`CorruptKind::UnsupportedFeature`]: refused, never misread.
+const ATTR_KNOWN: u16 = ATTR_LOG_APPEND_TIME | ATTR_DELETE_HORIZON;
+
+/// `delete_horizon` when none is set.
+pub(crate) const NO_HORIZON: i64 = i64::MIN;
 
 /// Offsets stay below this (Kafka's offsets are signed 64-bit; the last one is kept free).
 pub const MAX_OFFSET: u64 = i64::MAX as u64;
@@ -73,14 +99,18 @@ pub const FIELD_OFFSETS: &[(&str, usize)] = &[
     ("length", OFF_LENGTH),
     ("crc", OFF_CRC),
     ("magic", OFF_MAGIC),
-    ("attributes", OFF_ATTRIBUTES),
     ("reserved1", OFF_RESERVED1),
+    ("attributes", OFF_ATTRIBUTES),
     ("last_offset_delta", OFF_LAST_DELTA),
     ("base_offset", OFF_BASE_OFFSET),
     ("base_timestamp", OFF_BASE_TS),
     ("max_timestamp", OFF_MAX_TS),
-    ("record_count", OFF_COUNT),
+    ("delete_horizon", OFF_DELETE_HORIZON),
+    ("producer_id", OFF_PRODUCER_ID),
+    ("producer_epoch", OFF_PRODUCER_EPOCH),
     ("reserved2", OFF_RESERVED2),
+    ("base_sequence", OFF_BASE_SEQUENCE),
+    ("record_count", OFF_COUNT),
 ];
 
 /// A parsed batch header.
@@ -91,7 +121,7 @@ pub struct BatchHeader {
     /// Stored checksum.
     pub crc: u32,
     /// Attribute bits.
-    pub attributes: u8,
+    pub attributes: u16,
     /// Offset of the first record.
     pub base_offset: u64,
     /// `last_offset − base_offset`.
@@ -100,6 +130,14 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// When compaction may drop this batch's tombstones (`i64::MIN`: not yet set).
+    pub delete_horizon: i64,
+    /// Producer id (−1: none).
+    pub producer_id: i64,
+    /// Producer epoch (−1: none).
+    pub producer_epoch: i16,
+    /// Sequence number of the first record (−1: none).
+    pub base_sequence: i32,
     /// Number of records.
     pub record_count: u32,
 }
@@ -113,6 +151,11 @@ impl BatchHeader {
     /// One past [`last_offset`](Self::last_offset).
     pub fn next_offset(&self) -> u64 {
         self.last_offset().saturating_add(1)
+    }
+
+    /// The delete horizon compaction set on the batch, if any.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.delete_horizon)
     }
 
     /// Parses and sanity-checks a header (not the CRC). `max_len` bounds the length field (the
@@ -131,18 +174,22 @@ impl BatchHeader {
         let header = BatchHeader {
             length,
             crc: LE::read_u32(&h[OFF_CRC..]),
-            attributes: h[OFF_ATTRIBUTES],
+            attributes: LE::read_u16(&h[OFF_ATTRIBUTES..]),
             last_offset_delta: LE::read_u32(&h[OFF_LAST_DELTA..]),
             base_offset: LE::read_u64(&h[OFF_BASE_OFFSET..]),
             base_timestamp: LE::read_i64(&h[OFF_BASE_TS..]),
             max_timestamp: LE::read_i64(&h[OFF_MAX_TS..]),
+            delete_horizon: LE::read_i64(&h[OFF_DELETE_HORIZON..]),
+            producer_id: LE::read_i64(&h[OFF_PRODUCER_ID..]),
+            producer_epoch: LE::read_i16(&h[OFF_PRODUCER_EPOCH..]),
+            base_sequence: LE::read_i32(&h[OFF_BASE_SEQUENCE..]),
             record_count: LE::read_u32(&h[OFF_COUNT..]),
         };
-        if header.attributes & !ATTR_LOG_APPEND_TIME != 0
-            || LE::read_u16(&h[OFF_RESERVED1..]) != 0
-            || LE::read_u32(&h[OFF_RESERVED2..]) != 0
+        if h[OFF_RESERVED1] != 0
+            || LE::read_u16(&h[OFF_RESERVED2..]) != 0
             || u64::from(header.record_count) > u64::from(header.last_offset_delta) + 1
             || header.base_offset.checked_add(u64::from(header.last_offset_delta)).is_none_or(|l| l >= MAX_OFFSET)
+            || (header.attributes & ATTR_DELETE_HORIZON == 0) != (header.delete_horizon == NO_HORIZON)
         {
             return Err(CorruptKind::BatchInvalid);
         }
@@ -160,6 +207,7 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, CorruptKind> {
     if crc32fast::hash(&buf[OFF_MAGIC..]) != header.crc {
         return Err(CorruptKind::BatchChecksum);
     }
+    check_features(&header)?;
     // Walk the records: framing must fill the batch exactly, offsets strictly increase.
     let mut it = RecordIter::new(buf, header);
     let mut n = 0u32;
@@ -184,7 +232,16 @@ pub fn verify(buf: &[u8]) -> Result<BatchHeader, CorruptKind> {
     if crc32fast::hash(&buf[OFF_MAGIC..]) != header.crc {
         return Err(CorruptKind::BatchChecksum);
     }
+    check_features(&header)?;
     Ok(header)
+}
+
+/// Refuses a (checksum-valid) batch that uses a feature this version does not read.
+pub(crate) fn check_features(header: &BatchHeader) -> Result<(), CorruptKind> {
+    if header.attributes & !ATTR_KNOWN != 0 {
+        return Err(CorruptKind::UnsupportedFeature);
+    }
+    Ok(())
 }
 
 /// Iterates the records of a batch already checked with [`validate`] or [`verify`].
@@ -429,6 +486,7 @@ pub struct BatchBuilder {
     max_ts: i64,
     count: u32,
     last_delta: u64,
+    delete_horizon: Option<i64>,
 }
 
 impl BatchBuilder {
@@ -446,6 +504,12 @@ impl BatchBuilder {
         self.last_delta = 0;
         self.base_ts = 0;
         self.max_ts = i64::MIN;
+        self.delete_horizon = None;
+    }
+
+    /// Stamps the batch with a delete horizon (compaction's tombstone deadline).
+    pub fn set_delete_horizon(&mut self, horizon: Option<i64>) {
+        self.delete_horizon = horizon;
     }
 
     /// Adds `record` at `base_offset + offset_delta` with timestamp `ts`.
@@ -514,8 +578,12 @@ impl BatchBuilder {
 
     /// Fills in the header and checksum and returns the finished batch. `last_offset_delta`
     /// may exceed the last record's delta (a batch that covers compacted-away offsets).
-    pub fn finish(&mut self, attributes: u8, last_offset_delta: Option<u64>) -> (&[u8], BatchHeader) {
+    pub fn finish(&mut self, attributes: u16, last_offset_delta: Option<u64>) -> (&[u8], BatchHeader) {
         let last_delta = last_offset_delta.unwrap_or(self.last_delta).max(self.last_delta);
+        let attributes = match self.delete_horizon {
+            Some(_) => attributes | ATTR_DELETE_HORIZON,
+            None => attributes & !ATTR_DELETE_HORIZON,
+        };
         let header = BatchHeader {
             length: u32::try_from(self.buf.len()).unwrap_or(u32::MAX),
             crc: 0,
@@ -524,19 +592,27 @@ impl BatchBuilder {
             last_offset_delta: u32::try_from(last_delta).unwrap_or(u32::MAX),
             base_timestamp: self.base_ts,
             max_timestamp: if self.count == 0 { self.base_ts } else { self.max_ts },
+            delete_horizon: self.delete_horizon.unwrap_or(NO_HORIZON),
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
             record_count: self.count,
         };
         let h = &mut self.buf[..HEADER_LEN];
         LE::write_u32(&mut h[OFF_LENGTH..], header.length);
         h[OFF_MAGIC] = MAGIC;
-        h[OFF_ATTRIBUTES] = attributes;
-        LE::write_u16(&mut h[OFF_RESERVED1..], 0);
+        h[OFF_RESERVED1] = 0;
+        LE::write_u16(&mut h[OFF_ATTRIBUTES..], attributes);
         LE::write_u32(&mut h[OFF_LAST_DELTA..], header.last_offset_delta);
         LE::write_u64(&mut h[OFF_BASE_OFFSET..], header.base_offset);
         LE::write_i64(&mut h[OFF_BASE_TS..], header.base_timestamp);
         LE::write_i64(&mut h[OFF_MAX_TS..], header.max_timestamp);
+        LE::write_i64(&mut h[OFF_DELETE_HORIZON..], header.delete_horizon);
+        LE::write_i64(&mut h[OFF_PRODUCER_ID..], header.producer_id);
+        LE::write_i16(&mut h[OFF_PRODUCER_EPOCH..], header.producer_epoch);
+        LE::write_u16(&mut h[OFF_RESERVED2..], 0);
+        LE::write_i32(&mut h[OFF_BASE_SEQUENCE..], header.base_sequence);
         LE::write_u32(&mut h[OFF_COUNT..], header.record_count);
-        LE::write_u32(&mut h[OFF_RESERVED2..], 0);
         let crc = crc32fast::hash(&self.buf[OFF_MAGIC..]);
         LE::write_u32(&mut self.buf[OFF_CRC..], crc);
         (&self.buf, BatchHeader { crc, ..header })

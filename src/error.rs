@@ -15,6 +15,9 @@ pub enum CorruptKind {
     BatchMagic,
     /// A batch's fields contradict each other (offsets, counts, record framing).
     BatchInvalid,
+    /// A batch uses a feature this build does not read (a compression codec, a transactional
+    /// or control batch): it is refused rather than misread.
+    UnsupportedFeature,
     /// A batch's offsets do not follow the previous batch, or fall outside its segment.
     OffsetOrder,
     /// An index or checkpoint file is damaged (bad magic, checksum or size).
@@ -31,6 +34,7 @@ impl std::fmt::Display for CorruptKind {
             CorruptKind::BatchChecksum => "batch checksum mismatch",
             CorruptKind::BatchMagic => "unknown batch magic byte",
             CorruptKind::BatchInvalid => "batch fields are inconsistent",
+            CorruptKind::UnsupportedFeature => "batch uses a feature (codec, transactions) this build does not read",
             CorruptKind::OffsetOrder => "batch offsets out of order",
             CorruptKind::Metadata => "damaged metadata file",
             CorruptKind::MidLog => "damaged bytes followed by valid batches",
@@ -102,23 +106,44 @@ pub enum Error {
     /// A record's timestamp is outside the window allowed by
     /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms`.
     #[error(
-        "record timestamp {timestamp} is {direction} the broker time {now} by more than {max_ms} ms (message.timestamp.{direction}.max.ms)"
+        "record timestamp {timestamp} is {bound} the append time {now} by more than {max_ms} ms (message.timestamp.{bound}.max.ms): fix the producer's clock or widen the window"
     )]
     InvalidTimestamp {
         /// The record's timestamp (ms since the Unix epoch).
         timestamp: i64,
-        /// The current time used for the check.
+        /// The append time used for the check.
         now: i64,
-        /// `before` or `after`.
-        direction: &'static str,
+        /// Which limit was crossed.
+        bound: TimestampBound,
         /// The configured limit.
-        max_ms: i64,
+        max_ms: u64,
     },
-    /// A record cannot be stored as given (for example a header key that is too long).
-    #[error("invalid record: {reason}")]
-    InvalidRecord {
-        /// What is wrong.
-        reason: String,
+    /// `i64::MIN` is reserved (it stands for "no timestamp" in segment summaries).
+    #[error("record timestamp {timestamp} is reserved: use a timestamp above i64::MIN")]
+    ReservedTimestamp {
+        /// The rejected timestamp.
+        timestamp: i64,
+    },
+    /// An append was given no records.
+    #[error("an append needs at least one record")]
+    EmptyBatch,
+    /// A compacted topic (`cleanup.policy` includes `compact`) only takes records with a key.
+    #[error(
+        "record {index} of the append has no key, but the log is compacted (cleanup.policy=compact): give every record a key"
+    )]
+    KeyRequired {
+        /// Position of the first keyless record in the append.
+        index: usize,
+    },
+    /// The append would need offsets past the largest one partlog stores (`i64::MAX - 1`).
+    #[error(
+        "the partition's offset space is exhausted: the next offset is {log_end_offset}, an append of {records} records does not fit"
+    )]
+    OffsetSpaceExhausted {
+        /// The partition's log end offset.
+        log_end_offset: u64,
+        /// Records in the refused append.
+        records: u64,
     },
     /// A configuration key is unknown or its value is out of range.
     #[error("invalid configuration `{key}` = `{value}`: {reason}")]
@@ -177,12 +202,31 @@ pub enum Error {
     /// An earlier write or fsync failed, so the on-disk state is unknown; reopen to recover.
     #[error("the log was poisoned by an earlier I/O failure ({cause}): reopen it to recover")]
     Poisoned {
-        /// The first failure.
-        cause: String,
+        /// The first failure (a copy: I/O errors keep their kind, message and path).
+        #[source]
+        cause: std::sync::Arc<Error>,
     },
     /// The handle was closed.
     #[error("the log is closed")]
     Closed,
+}
+
+/// Which bound of the accepted timestamp window a record crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampBound {
+    /// Older than `message.timestamp.before.max.ms` allows.
+    Before,
+    /// Newer than `message.timestamp.after.max.ms` allows.
+    After,
+}
+
+impl std::fmt::Display for TimestampBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimestampBound::Before => "before",
+            TimestampBound::After => "after",
+        })
+    }
 }
 
 /// Result alias used throughout the crate.
@@ -195,6 +239,26 @@ impl Error {
             return Error::StorageFull { path: path.to_path_buf() };
         }
         Error::Io { path: path.to_path_buf(), source }
+    }
+
+    /// A copy of this error for [`Error::Poisoned`]: the same variant and fields; an I/O
+    /// error keeps its kind and message (not its OS-level source chain).
+    pub(crate) fn copy(&self) -> Error {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::StorageFull { path } => Error::StorageFull { path: path.clone() },
+            Error::Corrupt { path, offset, kind } => {
+                Error::Corrupt { path: path.clone(), offset: *offset, kind: *kind }
+            }
+            Error::Poisoned { cause } => Error::Poisoned { cause: std::sync::Arc::clone(cause) },
+            other => Error::Io { path: PathBuf::new(), source: io::Error::other(other.to_string()) },
+        }
     }
 
     pub(crate) fn corrupt(path: &Path, offset: u64, kind: CorruptKind) -> Error {

@@ -66,36 +66,42 @@ mod clock;
 mod config;
 mod error;
 pub mod format;
+#[cfg(any(test, feature = "testing"))]
 pub mod fs;
+#[cfg(not(any(test, feature = "testing")))]
+mod fs;
 mod logdir;
 mod partition;
 mod record;
-mod segment;
+pub mod segment;
 mod topic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CleanupPolicy, DEFAULT_DELETE_RETENTION_MS, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MIN_CLEANABLE_DIRTY_RATIO, DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_INDEX_BYTES,
-    DEFAULT_SEGMENT_MS, Durability, KEYS as CONFIG_KEYS, MIN_SEGMENT_BYTES, TimestampType, TopicConfig,
+    CleanupPolicy, ConfigEntry, ConfigSource, DEFAULT_DELETE_RETENTION_MS, DEFAULT_FILE_DELETE_DELAY_MS,
+    DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MIN_CLEANABLE_DIRTY_RATIO, DEFAULT_RETENTION_MS,
+    DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_INDEX_BYTES, DEFAULT_SEGMENT_MS, Durability, KEYS as CONFIG_KEYS, KeyEffect,
+    KeyInfo, MIN_SEGMENT_BYTES, TimestampType, TopicConfig,
 };
-pub use error::{CorruptKind, Error, Result};
+pub use error::{CorruptKind, Error, Result, TimestampBound};
 pub use logdir::{LogDir, LogDirOptions};
+#[allow(deprecated)]
+pub use partition::TimestampOffset;
 pub use partition::{
-    AppendInfo, LogIter, Partition, PartitionOptions, Reader, Records, RecordsIter, RecoveryMode, TimestampOffset,
+    AppendInfo, LogIter, OffsetAndTimestamp, Partition, PartitionOptions, Reader, RecordMetadata, Records, RecordsIter,
+    RecoveryMode,
 };
 pub use record::{Header, HeaderIter, IntoBytes, Record, RecordRef, StoredRecord};
-pub use segment::{
-    DEFAULT_OPEN_SEGMENTS, HandleCache, IndexEntry, OffsetIndex, SegmentInfo, TimeIndex, TimeIndexEntry,
-};
+#[allow(deprecated)]
+pub use topic::TopicAppend;
 pub use topic::{
-    MAX_TOPIC_NAME_LEN, PartitionDescription, STICKY_BATCH_BYTES, Topic, TopicAppend, TopicDescription, murmur2,
-    partition_for_key, validate_topic_name,
+    MAX_TOPIC_NAME_LEN, PartitionDescription, STICKY_BATCH_BYTES, Topic, TopicDescription, murmur2, partition_for_key,
+    validate_topic_name,
 };
 
 /// Internals for tests, benches and fuzz targets. Not a stable API.
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::batch::{BatchBuilder, BatchHeader, FIELD_OFFSETS, HEADER_LEN, validate};
+    pub use crate::batch::{BatchBuilder, BatchHeader, FIELD_OFFSETS, HEADER_LEN, MAGIC, validate};
 }

@@ -35,6 +35,8 @@ const META_VERSION: u32 = 1;
 const TOPICS: &str = "topics";
 const STAGING: &str = "staging";
 const TRASH: &str = "trash";
+/// The longest file name the common file systems allow, in bytes.
+const MAX_FILE_NAME: usize = 255;
 
 /// Options for opening a [`LogDir`].
 #[derive(Debug, Clone)]
@@ -61,12 +63,17 @@ impl Default for LogDirOptions {
 }
 
 impl LogDirOptions {
-    /// Directory-wide topic defaults, returned by [`LogDir::default_topic_config`].
+    /// Directory-wide topic defaults (Kafka's broker-level topic defaults): every topic
+    /// inherits each key it does not set itself from here, and from Kafka's defaults what is
+    /// not set here either. Not stored: a topic without an override of a key follows the
+    /// defaults the directory is opened with.
     pub fn defaults(mut self, config: TopicConfig) -> Self {
         self.defaults = config;
         self
     }
-    /// Uses another file system (the simulated one in tests).
+    /// Uses another file system (the simulated one in tests). Unstable: only with the
+    /// `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
     pub fn fs(mut self, fs: Fs) -> Self {
         self.fs = fs;
         self
@@ -161,24 +168,12 @@ impl LogDir {
             Some(EntryKind::Dir) => {}
             Some(_) => return Err(Error::NotALogDir { path: path.to_path_buf(), reason: "not a directory".into() }),
         }
+        // Nothing is written into a directory that is not ours: check before taking the lock
+        // (which creates `.lock`), and again under it (another process may be initialising).
+        check_ownership(&*fs, path)?;
         let lock = crate::partition::take_dir_lock(&*fs, path)?;
         let meta_path = path.join(META_FILE);
-        if fs.entry_kind(&meta_path).at(&meta_path)?.is_some() {
-            check_meta(&*fs, &meta_path)?;
-        } else {
-            let foreign: Vec<String> = fs
-                .read_dir(path)
-                .at(path)?
-                .into_iter()
-                .filter_map(|e| e.name.into_string().ok())
-                .filter(|n| !matches!(n.as_str(), ".lock" | TOPICS | STAGING | TRASH) && !n.starts_with(META_FILE))
-                .collect();
-            if let Some(first) = foreign.first() {
-                return Err(Error::NotALogDir {
-                    path: path.to_path_buf(),
-                    reason: format!("it holds `{first}` and no {META_FILE}"),
-                });
-            }
+        if !check_ownership(&*fs, path)? {
             for d in [TOPICS, STAGING, TRASH] {
                 let p = path.join(d);
                 fs.create_dir_all(&p).at(&p)?;
@@ -246,16 +241,21 @@ impl LogDir {
     fn partition_options(&self, config: &TopicConfig) -> PartitionOptions {
         Partition::options()
             .config(config.clone())
-            .fs(Arc::clone(&self.inner.opts.fs))
+            .with_fs(Arc::clone(&self.inner.opts.fs))
             .clock(Arc::clone(&self.inner.opts.clock))
             .recovery(self.inner.opts.recovery)
             .mmap_reads(self.inner.opts.mmap_reads)
             .handle_cache(Arc::clone(&self.inner.cache))
     }
 
-    fn unique(&self) -> String {
+    /// A name for `topic`'s directory while it is in `staging/` or `trash/`: as much of the
+    /// topic name as fits in a file name (255 bytes) with a unique suffix, so the longest
+    /// valid topic names work too.
+    fn transit_name(&self, topic: &str) -> String {
         let n = self.inner.nonce.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{}-{n}", std::process::id(), self.inner.opts.clock.now_ms())
+        let suffix = format!(".{}-{}-{n}", std::process::id(), self.inner.opts.clock.now_ms());
+        let keep = topic.len().min(MAX_FILE_NAME.saturating_sub(suffix.len()));
+        format!("{}{suffix}", topic.get(..keep).unwrap_or(""))
     }
 
     /// Names of all topics, sorted.
@@ -280,7 +280,9 @@ impl LogDir {
         Ok(names)
     }
 
-    /// Creates a topic with `config.partitions` partitions. The whole topic appears atomically.
+    /// Creates a topic. `config`'s overrides are stored with the topic; every other key is
+    /// inherited from the directory defaults (the partition count too, when `config` does not
+    /// set it). The whole topic appears atomically.
     ///
     /// # Errors
     /// [`Error::InvalidTopicName`], [`Error::TopicExists`], [`Error::InvalidConfig`],
@@ -288,6 +290,7 @@ impl LogDir {
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
         self.check_open()?;
         validate_topic_name(name)?;
+        let config = config.inherit_from(&self.inner.opts.defaults);
         config.validate()?;
         let _admin = self.inner.admin.lock();
         let fs = &*self.inner.opts.fs;
@@ -295,10 +298,11 @@ impl LogDir {
         if fs.entry_kind(&final_dir).at(&final_dir)?.is_some() {
             return Err(Error::TopicExists { name: name.to_owned() });
         }
-        let staging = self.inner.path.join(STAGING).join(format!("{name}.{}", self.unique()));
+        let staging = self.inner.path.join(STAGING).join(self.transit_name(name));
         fs.create_dir_all(&staging).at(&staging)?;
         let meta_path = staging.join(meta::FILE_NAME);
-        durable_replace(fs, &meta_path, &meta::encode(&config)).at(&meta_path)?;
+        let stored = config.clone().partitions(config.partitions);
+        durable_replace(fs, &meta_path, &meta::encode(&stored)).at(&meta_path)?;
         for p in 0..config.partitions {
             let pd = staging.join(p.to_string());
             fs.create_dir_all(&pd).at(&pd)?;
@@ -331,7 +335,7 @@ impl LogDir {
         if fs.entry_kind(&dir).at(&dir)? != Some(EntryKind::Dir) {
             return Err(Error::TopicNotFound { name: name.to_owned() });
         }
-        let config = read_topic_meta(fs, &dir)?;
+        let config = read_topic_meta(fs, &dir)?.inherit_from(&self.inner.opts.defaults);
         // Partition directories past the count are leftovers of an interrupted add.
         for e in fs.read_dir(&dir).at(&dir)? {
             let Some(n) = e.name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
@@ -342,9 +346,9 @@ impl LogDir {
         }
         let mut parts = Vec::with_capacity(config.partitions as usize);
         for p in 0..config.partitions {
-            parts.push(self.partition_options(&config).open(dir.join(p.to_string()))?);
+            parts.push(self.partition_options(&config).partition_id(p).open(dir.join(p.to_string()))?);
         }
-        let topic = Topic::new(name.to_owned(), config, parts);
+        let topic = Topic::new(name.to_owned(), config, self.inner.opts.defaults.clone(), parts);
         topics.insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
@@ -362,8 +366,30 @@ impl LogDir {
         for (k, v) in changes {
             config = config.set(k, v)?;
         }
+        self.store_topic_config(&topic, config)
+    }
+
+    /// Removes topic-level overrides (Kafka's `kafka-configs --delete-config`): the keys go
+    /// back to the directory defaults. Unknown keys and keys that were not set are ignored.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::Io`].
+    pub fn delete_topic_config(&self, name: &str, keys: &[&str]) -> Result<TopicConfig> {
+        let topic = self.topic(name)?;
+        let _admin = self.inner.admin.lock();
+        let current = topic.config();
+        let mut kept = TopicConfig::default().partitions(current.partitions);
+        for (k, v) in current.overrides() {
+            if !keys.contains(&k) {
+                kept = kept.set(k, &v)?;
+            }
+        }
+        self.store_topic_config(&topic, kept.inherit_from(&self.inner.opts.defaults))
+    }
+
+    fn store_topic_config(&self, topic: &Topic, config: TopicConfig) -> Result<TopicConfig> {
         config.validate()?;
-        let p = self.topic_dir(name).join(meta::FILE_NAME);
+        let p = self.topic_dir(topic.name()).join(meta::FILE_NAME);
         durable_replace(&*self.inner.opts.fs, &p, &meta::encode(&config)).at(&p)?;
         for part in topic.partitions() {
             part.set_config(config.clone())?;
@@ -381,7 +407,7 @@ impl LogDir {
     pub fn add_partitions(&self, name: &str, total: u32) -> Result<Topic> {
         let topic = self.topic(name)?;
         let _admin = self.inner.admin.lock();
-        let mut config = topic.config();
+        let config = topic.config();
         if total <= config.partitions {
             return Err(Error::config(
                 "partitions",
@@ -392,9 +418,9 @@ impl LogDir {
         let dir = self.topic_dir(name);
         let mut added = Vec::new();
         let old = config.partitions;
-        config.partitions = total;
+        let config = config.partitions(total);
         for p in old..total {
-            added.push(self.partition_options(&config).open(dir.join(p.to_string()))?);
+            added.push(self.partition_options(&config).partition_id(p).open(dir.join(p.to_string()))?);
         }
         self.inner.opts.fs.sync_dir(&dir).at(&dir)?;
         let mp = dir.join(meta::FILE_NAME);
@@ -426,7 +452,7 @@ impl LogDir {
                 let _ = p.close();
             }
         }
-        let trash = self.inner.path.join(TRASH).join(format!("{name}.{}", self.unique()));
+        let trash = self.inner.path.join(TRASH).join(self.transit_name(name));
         fs.rename(&dir, &trash).at(&dir)?;
         let topics = self.inner.path.join(TOPICS);
         fs.sync_dir(&topics).at(&topics)?;
@@ -467,6 +493,29 @@ impl LogDir {
         }
         self.inner.lock.lock().take();
         first
+    }
+}
+
+/// Whether `path` is a partlog directory (`Ok(true)`), an empty one partlog may initialise
+/// (`Ok(false)`), or somebody else's ([`Error::NotALogDir`]).
+fn check_ownership(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<bool> {
+    let meta_path = path.join(META_FILE);
+    if fs.entry_kind(&meta_path).at(&meta_path)?.is_some() {
+        check_meta(fs, &meta_path)?;
+        return Ok(true);
+    }
+    let foreign = fs
+        .read_dir(path)
+        .at(path)?
+        .into_iter()
+        .filter_map(|e| e.name.into_string().ok())
+        .find(|n| !matches!(n.as_str(), ".lock" | TOPICS | STAGING | TRASH) && !n.starts_with(META_FILE));
+    match foreign {
+        Some(first) => Err(Error::NotALogDir {
+            path: path.to_path_buf(),
+            reason: format!("it holds `{first}` and no {META_FILE}"),
+        }),
+        None => Ok(false),
     }
 }
 

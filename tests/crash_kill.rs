@@ -74,14 +74,14 @@ fn child_writer() -> TestResult {
     let mut rng = Rng(std::env::var(ENV_SEED)?.parse()?);
     let p = Partition::open_with(&dir, config(&mode))?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "OPEN {}", p.next_offset())?;
+    writeln!(out, "OPEN {}", p.log_end_offset())?;
     out.flush()?;
     for _ in 0..CHILD_MAX_APPENDS {
-        let base = p.next_offset();
+        let base = p.log_end_offset();
         let n = if rng.range(0, 3) == 0 { rng.range(2, MAX_BATCH) } else { 1 };
         let (keys, values): (Vec<_>, Vec<_>) = (base..base + n).map(|o| (key_for(o), value_for(o))).unzip();
         let recs: Vec<Record<'_>> = keys.iter().zip(&values).map(|(k, v)| Record::new().key(k).value(v)).collect();
-        let info = if n == 1 { p.append(recs[0].clone())? } else { p.append_batch(&recs)? };
+        let info = if n == 1 { p.append(recs[0].clone())?.into() } else { p.append_batch(&recs)? };
         assert_eq!((info.base_offset, info.last_offset), (base, base + n - 1), "child: offsets");
         let mut line = String::new();
         for o in base..base + n {
@@ -207,8 +207,8 @@ fn verify(dir: &Path, mode: &str, max_acked: Option<u64>, may_end_by: u64, round
         }
         n += 1;
     }
-    if p.next_offset() != n {
-        return Err(format!("{ctx}: next_offset {} but {n} records readable", p.next_offset()));
+    if p.log_end_offset() != n {
+        return Err(format!("{ctx}: next_offset {} but {n} records readable", p.log_end_offset()));
     }
     if let Some(m) = max_acked
         && m >= n

@@ -112,7 +112,7 @@ fn open(fs: &Arc<SimFs>, cfg: &TopicConfig) -> Result<Partition, Error> {
 
 fn append(p: &Partition, op: &Op) -> Result<partlog::AppendInfo, Error> {
     if let [one] = op.as_slice() {
-        p.append(one.to_record())
+        p.append(one.to_record()).map(Into::into)
     } else {
         let recs: Vec<Record<'_>> = op.iter().map(Rec::to_record).collect();
         p.append_batch(&recs)
@@ -206,8 +206,8 @@ fn check_prefix(p: &Partition, ops: &[Op], pr: &Progress, ctx: &str) -> Result<u
             None => return Err(format!("{ctx}: offset {i} holds {r:?}, which was never appended")),
         }
     }
-    if p.next_offset() != n {
-        return Err(format!("{ctx}: next_offset {} but {n} records readable", p.next_offset()));
+    if p.log_end_offset() != n {
+        return Err(format!("{ctx}: next_offset {} but {n} records readable", p.log_end_offset()));
     }
     let Some(m) = b.iter().position(|&x| x == n) else {
         return Err(format!("{ctx}: the log ends at {n}, inside a batch (bounds {b:?}): a batch was split"));
@@ -317,8 +317,8 @@ fn append_sweep(seed: u64, durability: Durability, n_ops: usize, max_points: u64
                 p.close().map_err(|e| format!("{ctx}: close: {e}"))?;
                 // And once more, from the clean shutdown.
                 let p = open(&fs, &cfg).map_err(|e| format!("{ctx}: second reopen failed: {e}"))?;
-                if p.next_offset() != n + 1 {
-                    return Err(format!("{ctx}: after a clean close next_offset {} != {}", p.next_offset(), n + 1));
+                if p.log_end_offset() != n + 1 {
+                    return Err(format!("{ctx}: after a clean close next_offset {} != {}", p.log_end_offset(), n + 1));
                 }
                 Ok((n, b[pr.acked_ops]))
             };
@@ -396,7 +396,7 @@ struct Observed {
 }
 
 fn observe(p: &Partition) -> Result<Observed, Error> {
-    Ok(Observed { log_start: p.log_start_offset(), next_offset: p.next_offset(), records: read_all(p)? })
+    Ok(Observed { log_start: p.log_start_offset(), next_offset: p.log_end_offset(), records: read_all(p)? })
 }
 
 fn recovery_idempotence(seed: u64, n_ops: usize, max_points: u64) -> TestResult {
@@ -601,8 +601,8 @@ fn check_cut(p: &Partition, pl: &Plan, pr: &CutProgress, strict_atomic: bool, ct
     }
     let got = read_all(p).map_err(|e| format!("{ctx}: reading: {e}"))?;
     let end = start + got.len() as u64;
-    if p.next_offset() != end {
-        return Err(format!("{ctx}: next_offset {} but records {start}..{end}", p.next_offset()));
+    if p.log_end_offset() != end {
+        return Err(format!("{ctx}: next_offset {} but records {start}..{end}", p.log_end_offset()));
     }
     for (i, r) in got.iter().enumerate() {
         let off = start + i as u64;
@@ -790,7 +790,7 @@ fn new_nested_directory_is_durable() -> TestResult {
     let dir = Path::new("/a/b/topic-0");
     let p = Partition::options().fs(fs.clone()).clock(ManualClock::new(T0)).config(cfg.clone()).open(dir)?;
     let info = p.append(Record::new().value("durable").timestamp(T0))?;
-    assert_eq!(info.base_offset, 0);
+    assert_eq!(info.offset, 0);
     // Power loss while the partition is open (dropping it first would close it cleanly).
     fs.crash(CrashMode::LoseUnsynced);
     drop(p);

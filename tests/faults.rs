@@ -28,7 +28,7 @@ fn value_of(i: u64) -> Vec<u8> {
 
 fn append_nth(p: &Partition, i: u64) -> Result<partlog::AppendInfo, Error> {
     let (k, v) = (key_of(i), value_of(i));
-    p.append(Record::new().key(&k).value(&v).timestamp(T0 + i as i64))
+    p.append(Record::new().key(&k).value(&v).timestamp(T0 + i as i64)).map(Into::into)
 }
 
 fn sim_open(fs: &Arc<SimFs>, cfg: &TopicConfig) -> Result<Partition, Error> {
@@ -50,7 +50,7 @@ fn assert_records(p: &Partition, n: u64, ctx: &str) -> TestResult {
         assert_eq!(r.value.as_deref(), Some(&value_of(i)[..]), "{ctx}: value at {i}");
         assert_eq!(r.timestamp, T0 + i as i64, "{ctx}: timestamp at {i}");
     }
-    assert_eq!(p.next_offset(), n, "{ctx}: next offset");
+    assert_eq!(p.log_end_offset(), n, "{ctx}: next offset");
     Ok(())
 }
 
@@ -97,7 +97,7 @@ fn check_poisoned_but_readable(p: &Partition, acked: u64) -> TestResult {
 /// possibly the one whose append failed, and takes appends again at the next offset.
 fn check_reopen_after_poison(fs: &Arc<SimFs>, cfg: &TopicConfig, acked: u64, maybe_one_more: bool) -> TestResult {
     let p = sim_open(fs, cfg)?;
-    let n = p.next_offset();
+    let n = p.log_end_offset();
     assert!(n == acked || (maybe_one_more && n == acked + 1), "reopened log ends at {n}, acknowledged {acked}");
     assert_records(&p, n, "after reopen")?;
     let info = append_nth(&p, n)?;
@@ -164,7 +164,7 @@ fn failed_write_poisons() -> TestResult {
     fs.fail_nth(0, ErrorKind::Other);
     let r = append_nth(&p, warmup);
     assert!(matches!(r, Err(Error::Io { .. })), "append whose write failed gave {r:?}");
-    assert_eq!(p.next_offset(), warmup, "a failed write must not advance the log end");
+    assert_eq!(p.log_end_offset(), warmup, "a failed write must not advance the log end");
     check_poisoned_but_readable(&p, warmup)?;
     drop(p);
     check_reopen_after_poison(&fs, &cfg, warmup, false)
@@ -186,7 +186,7 @@ fn storage_full_on_preallocation_does_not_poison() -> TestResult {
     for attempt in 0..3 {
         let r = append_nth(&p, 0);
         assert!(matches!(r, Err(Error::StorageFull { .. })), "attempt {attempt}: {r:?}");
-        assert_eq!(p.next_offset(), 0);
+        assert_eq!(p.log_end_offset(), 0);
         assert!(p.flush().is_ok(), "a failed preallocation must not poison");
     }
     fs.set_capacity(None);
@@ -310,7 +310,7 @@ fn storage_full_on_real_tmpfs() -> TestResult {
             let v = big(n);
             match p.append(Record::new().key(key_of(n)).value(&v).timestamp(T0 + n as i64)) {
                 Ok(info) => {
-                    assert_eq!(info.base_offset, n);
+                    assert_eq!(info.offset, n);
                     n += 1;
                 }
                 Err(e) => break e,
@@ -323,7 +323,7 @@ fn storage_full_on_real_tmpfs() -> TestResult {
         for _ in 0..20 {
             let v = big(n);
             let info = p.append(Record::new().key(key_of(n)).value(&v).timestamp(T0 + n as i64))?;
-            assert_eq!(info.base_offset, n, "append after freeing space");
+            assert_eq!(info.offset, n, "append after freeing space");
             n += 1;
         }
         p.close()?;
@@ -427,7 +427,7 @@ fn second_open_in_other_process_is_locked() -> TestResult {
     assert!(locked, "open while another process holds the partition gave {r:?}");
     assert!(status.success(), "the lock holder failed: {status:?}");
     let p = Partition::open(&dir)?;
-    assert_eq!(p.next_offset(), 1, "the child's record");
+    assert_eq!(p.log_end_offset(), 1, "the child's record");
     p.close()?;
     Ok(())
 }
@@ -454,8 +454,8 @@ fn group_commit_concurrent_appends() -> TestResult {
                     .map(|i| {
                         let v = value(t, i);
                         let info = p.append(Record::new().key(format!("t{t}")).value(&v))?;
-                        assert_eq!(info.base_offset, info.last_offset);
-                        Ok(info.base_offset)
+                        assert_eq!(info.partition, 0);
+                        Ok(info.offset)
                     })
                     .collect()
             })

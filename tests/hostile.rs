@@ -20,7 +20,7 @@ use common::{Rng, seed};
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const CHECKPOINT: &str = "partition.checkpoint";
-const HEADER_LEN: usize = 48;
+const HEADER_LEN: usize = 68;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -40,7 +40,7 @@ fn small() -> TopicConfig {
 
 /// Appends `n` records whose contents are derived from their offsets (a few batched).
 fn fill(p: &Partition, n: u64) -> TestResult {
-    let mut o = p.next_offset();
+    let mut o = p.log_end_offset();
     let end = o + n;
     while o < end {
         let k = ((o % 4) + 1).min(end - o);
@@ -58,7 +58,7 @@ fn fill(p: &Partition, n: u64) -> TestResult {
 }
 
 fn check_all(p: &Partition, start: u64, end: u64) -> TestResult {
-    assert_eq!((p.log_start_offset(), p.next_offset()), (start, end));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (start, end));
     let got: Vec<StoredRecord> = p.iter(start).collect::<Result<_, _>>()?;
     assert_eq!(got.len() as u64, end - start);
     for (g, o) in got.iter().zip(start..) {
@@ -196,7 +196,8 @@ fn huge_length_fields_in_the_active_segment() -> TestResult {
             if pos == pristine.len() {
                 // A header-sized fake batch start after the real end.
                 let mut fake = vec![0u8; HEADER_LEN];
-                fake[8] = 1;
+                fake[8] = 2;
+                fake[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
                 let mut b = pristine.clone();
                 b.extend_from_slice(&fake);
                 std::fs::write(&log, b)?;
@@ -281,8 +282,9 @@ fn huge_length_field_in_a_large_sparse_active_segment() -> TestResult {
     let len = std::fs::metadata(&log)?.len();
     let mut h = [0u8; HEADER_LEN];
     h[0..4].copy_from_slice(&0x1F00_0000u32.to_le_bytes()); // 496 MiB
-    h[8] = 1;
+    h[8] = 2;
     h[16..24].copy_from_slice(&10u64.to_le_bytes());
+    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&log)?;
@@ -332,7 +334,7 @@ fn plausible_fake_headers_in_a_damaged_tail_do_not_make_open_quadratic() -> Test
     // Either the tail is recognised as torn and cut, or (when it cannot be searched within a
     // fixed budget) it is reported as damage; never a long wait.
     match within(Duration::from_secs(5), move || Partition::open(&d))? {
-        Ok(p) => assert!(p.next_offset() <= 10),
+        Ok(p) => assert!(p.log_end_offset() <= 10),
         Err(Error::Corrupt { .. }) => {}
         Err(e) => return Err(e.into()),
     }
@@ -681,7 +683,7 @@ fn exercise_with(opts: partlog::PartitionOptions, dir: &Path, appends: u64) -> R
 
 /// Every read API over the whole log; errors are fine, panics are not.
 fn read_everything(p: &Partition) {
-    let (start, end) = (p.log_start_offset(), p.next_offset());
+    let (start, end) = (p.log_start_offset(), p.log_end_offset());
     let _: Vec<_> = p.iter(start).take(10_000).collect();
     let mut o = start;
     for _ in 0..200 {
@@ -693,7 +695,7 @@ fn read_everything(p: &Partition) {
                 for rec in r.iter() {
                     let _ = (rec.key(), rec.value(), rec.headers().count(), rec.timestamp());
                 }
-                o = r.next_offset().max(o + 1);
+                o = r.next_fetch_offset().max(o + 1);
             }
             Err(_) => o += 1,
         }
@@ -932,12 +934,13 @@ fn fuzz_files_never_panic() -> TestResult {
 fn empty_batch_is_invalid_and_changes_nothing() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let p = Partition::open(tmp.path().join("p"))?;
-    assert!(matches!(p.append_batch(&[]), Err(Error::InvalidRecord { .. })));
-    assert_eq!(p.next_offset(), 0);
+    assert!(matches!(p.append_batch(&[]), Err(Error::EmptyBatch)));
+    assert_eq!(p.log_end_offset(), 0);
     fill(&p, 3)?;
-    assert!(matches!(p.append_batch(&[]), Err(Error::InvalidRecord { .. })));
-    assert!(matches!(p.append(Record::with_value("x").timestamp(i64::MIN)), Err(Error::InvalidRecord { .. })));
-    assert_eq!(p.next_offset(), 3);
+    assert!(matches!(p.append_batch(&[]), Err(Error::EmptyBatch)));
+    let r = p.append(Record::with_value("x").timestamp(i64::MIN));
+    assert!(matches!(r, Err(Error::ReservedTimestamp { timestamp: i64::MIN })), "{r:?}");
+    assert_eq!(p.log_end_offset(), 3);
     check_all(&p, 0, 3)
 }
 
@@ -1001,8 +1004,8 @@ fn records_over_the_size_limit_are_refused_with_size_and_limit() -> TestResult {
         Err(Error::RecordTooLarge { size, max }) => assert_eq!((size, max), (want, 1000)),
         other => return Err(format!("expected RecordTooLarge, got {other:?}").into()),
     }
-    assert_eq!(p.next_offset(), 1, "nothing of a refused append is written");
-    assert_eq!(p.append(Record::with_value("ok").timestamp(1))?.base_offset, 1);
+    assert_eq!(p.log_end_offset(), 1, "nothing of a refused append is written");
+    assert_eq!(p.append(Record::with_value("ok").timestamp(1))?.offset, 1);
 
     // segment.bytes caps the batch size too.
     let p2 = Partition::open_with(tmp.path().join("q"), TopicConfig::default().segment_bytes(512))?;
@@ -1013,7 +1016,7 @@ fn records_over_the_size_limit_are_refused_with_size_and_limit() -> TestResult {
         }
         other => return Err(format!("expected RecordTooLarge, got {other:?}").into()),
     }
-    assert_eq!(p2.next_offset(), 0);
+    assert_eq!(p2.log_end_offset(), 0);
     Ok(())
 }
 
@@ -1022,38 +1025,38 @@ fn timestamps_outside_the_window_are_refused() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let now = 1_700_000_000_000i64;
     let clock = ManualClock::new(now);
-    let cfg = TopicConfig::default().timestamp_window(1_000, 500);
+    let cfg = TopicConfig::default().timestamp_window(Some(1_000), Some(500));
     let p = Partition::options().config(cfg.clone()).clock(clock.clone()).open(tmp.path().join("p"))?;
     p.append(Record::with_value("edge-before").timestamp(now - 1_000))?;
     p.append(Record::with_value("edge-after").timestamp(now + 500))?;
     match p.append(Record::with_value("old").timestamp(now - 1_001)) {
-        Err(Error::InvalidTimestamp { timestamp, now: n, direction, max_ms }) => {
-            assert_eq!((timestamp, n, direction, max_ms), (now - 1_001, now, "before", 1_000))
+        Err(Error::InvalidTimestamp { timestamp, now: n, bound, max_ms }) => {
+            assert_eq!((timestamp, n, bound, max_ms), (now - 1_001, now, partlog::TimestampBound::Before, 1_000))
         }
         other => return Err(format!("expected InvalidTimestamp, got {other:?}").into()),
     }
     // One bad record fails the whole batch.
     let batch = [Record::with_value("fine").timestamp(now), Record::with_value("future").timestamp(now + 501)];
     match p.append_batch(&batch) {
-        Err(Error::InvalidTimestamp { timestamp, now: n, direction, max_ms }) => {
-            assert_eq!((timestamp, n, direction, max_ms), (now + 501, now, "after", 500))
+        Err(Error::InvalidTimestamp { timestamp, now: n, bound, max_ms }) => {
+            assert_eq!((timestamp, n, bound, max_ms), (now + 501, now, partlog::TimestampBound::After, 500))
         }
         other => return Err(format!("expected InvalidTimestamp, got {other:?}").into()),
     }
-    assert_eq!(p.next_offset(), 2);
+    assert_eq!(p.log_end_offset(), 2);
     // The window moves with the clock.
     clock.advance(10_000);
     assert!(matches!(p.append(Record::with_value("x").timestamp(now)), Err(Error::InvalidTimestamp { .. })));
     // No timestamp means "now"; LogAppendTime ignores the producer's.
     let at = p.append(Record::with_value("now"))?;
-    assert_eq!(at.max_timestamp, now + 10_000);
+    assert_eq!(at.timestamp, now + 10_000);
     drop(p);
     let p = Partition::options()
         .config(cfg.timestamp_type(TimestampType::LogAppendTime))
         .clock(clock.clone())
         .open(tmp.path().join("q"))?;
     let at = p.append(Record::with_value("ancient").timestamp(0))?;
-    assert_eq!(at.max_timestamp, now + 10_000);
+    assert_eq!(at.timestamp, now + 10_000);
     Ok(())
 }
 
@@ -1090,13 +1093,12 @@ fn invalid_configs_name_the_key() -> TestResult {
         ("segment.ms", TopicConfig::default().segment_ms(0)),
         ("max.message.bytes", TopicConfig::default().max_message_bytes(u32::MAX)),
         ("index.interval.bytes", TopicConfig::default().index_interval_bytes(u32::MAX)),
-        ("segment.index.bytes", TopicConfig::default().segment_index_bytes(4)),
-        ("message.timestamp.before.max.ms", TopicConfig::default().timestamp_window(-1, 0)),
-        ("message.timestamp.after.max.ms", TopicConfig::default().timestamp_window(0, -5)),
-        ("partitions", TopicConfig::default().partitions(0)),
-        ("max.compaction.lag.ms", TopicConfig::default().min_compaction_lag_ms(10).max_compaction_lag_ms(5)),
+        ("segment.index.bytes", TopicConfig::default().segment_index_bytes(3)),
+        ("segment.ms", TopicConfig::default().segment_ms(1 << 63)),
+        ("num.partitions", TopicConfig::default().partitions(0)),
+        ("max.compaction.lag.ms", TopicConfig::default().min_compaction_lag_ms(10).max_compaction_lag_ms(Some(5))),
         ("min.cleanable.dirty.ratio", TopicConfig::default().min_cleanable_dirty_ratio(1.5)),
-        ("delete.retention.ms", TopicConfig::default().delete_retention_ms(-1)),
+        ("retention.ms", TopicConfig::default().retention_ms(Some(1 << 63))),
     ];
     for (i, (key, cfg)) in cases.into_iter().enumerate() {
         let dir = tmp.path().join(format!("p{i}"));

@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use partlog::segment::HandleCache;
 use partlog::testing::BatchBuilder;
-use partlog::{Error, HandleCache, ManualClock, Partition, Record, StoredRecord, TimestampType, TopicConfig};
+use partlog::{Error, ManualClock, Partition, Record, StoredRecord, TimestampType, TopicConfig};
 
 mod common;
 use common::{Rng, seed};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
-const HEADER_LEN: usize = 48;
+const HEADER_LEN: usize = 68;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -104,7 +105,7 @@ impl Model {
         let base = self.recs.len() as u64;
         assert!(recs.iter().zip(base..).all(|(e, o)| e.offset == o));
         let info = if recs.len() == 1 {
-            p.append(rec(&recs[0]))?
+            p.append(rec(&recs[0]))?.into()
         } else {
             p.append_batch(&recs.iter().map(rec).collect::<Vec<_>>())?
         };
@@ -204,7 +205,7 @@ fn a_batch_larger_than_the_budget_is_returned_whole() -> TestResult {
         let r = p.read(from, budget)?;
         assert_eq!(r.size_bytes(), big_len, "read({from}, {budget}) returns exactly the big batch");
         assert_eq!(le_u64(r.as_bytes(), 16), 1, "whole batches: the returned bytes start at the batch start");
-        assert_eq!(r.next_offset(), 21);
+        assert_eq!(r.next_fetch_offset(), 21);
         let got: Vec<StoredRecord> = r.iter().map(|r| r.to_owned()).collect();
         assert_eq!(got.len() as u64, 21 - from, "records before {from} are skipped");
         for (g, e) in got.iter().zip(&m.recs[from as usize..]) {
@@ -215,10 +216,10 @@ fn a_batch_larger_than_the_budget_is_returned_whole() -> TestResult {
     }
     // Exactly the budget of two batches gets both.
     let r = p.read(1, big_len + m.batches[2].2)?;
-    assert_eq!((r.size_bytes(), r.next_offset()), (big_len + m.batches[2].2, 22));
+    assert_eq!((r.size_bytes(), r.next_fetch_offset()), (big_len + m.batches[2].2, 22));
     // At the end: empty, and next_offset stays.
     let r = p.read(22, 100)?;
-    assert!(r.is_empty() && r.size_bytes() == 0 && r.next_offset() == 22 && r.iter().next().is_none());
+    assert!(r.is_empty() && r.size_bytes() == 0 && r.next_fetch_offset() == 22 && r.iter().next().is_none());
     Ok(())
 }
 
@@ -252,11 +253,11 @@ fn reads_respect_the_byte_budget() -> TestResult {
             assert_eq!(w[0].3 + 1, w[1].2, "consecutive batches");
         }
         let last = batches[batches.len() - 1];
-        assert_eq!(r.next_offset(), last.3 + 1);
+        assert_eq!(r.next_fetch_offset(), last.3 + 1);
         let seg = segs.iter().rfind(|s| s.base_offset <= from).ok_or("no segment")?;
-        assert!(last.3 < seg.next_offset, "a read stays within one segment");
-        if r.next_offset() < seg.next_offset {
-            let (_, _, next_len) = m.batch_of(r.next_offset());
+        assert!(last.3 < seg.end_offset, "a read stays within one segment");
+        if r.next_fetch_offset() < seg.end_offset {
+            let (_, _, next_len) = m.batch_of(r.next_fetch_offset());
             assert!(
                 r.size_bytes() + next_len > budget,
                 "read({from}, {budget}) stopped at {} bytes though the next batch ({next_len}) fits",
@@ -265,7 +266,7 @@ fn reads_respect_the_byte_budget() -> TestResult {
         }
         let got: Vec<StoredRecord> = r.iter().map(|r| r.to_owned()).collect();
         assert_eq!(got.first().map(|g| g.offset), Some(from));
-        assert_eq!(got.len() as u64, r.next_offset() - from);
+        assert_eq!(got.len() as u64, r.next_fetch_offset() - from);
         for g in &got {
             check_record(g, &m.recs[g.offset as usize]);
         }
@@ -279,8 +280,8 @@ fn reads_respect_the_byte_budget() -> TestResult {
                 assert_eq!(rec.offset(), next);
                 next += 1;
             }
-            assert_eq!(reader.position(), r.next_offset());
-            assert_eq!(r.next_offset(), next);
+            assert_eq!(reader.position(), r.next_fetch_offset());
+            assert_eq!(r.next_fetch_offset(), next);
         }
         assert_eq!(next, m.next());
     }
@@ -326,7 +327,7 @@ fn reads_inside_offset_gaps_return_the_next_record() -> TestResult {
         std::fs::write(seg_path(&dir, base, "log"), file)?;
     }
     let p = Partition::open_with(&dir, TopicConfig::default().index_interval_bytes(1))?;
-    assert_eq!((p.log_start_offset(), p.next_offset()), (0, 48));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, 48));
     let all = collect(&p, 0)?;
     assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), present);
     for r in &all {
@@ -341,7 +342,7 @@ fn reads_inside_offset_gaps_return_the_next_record() -> TestResult {
             let r = p.read(o, budget)?;
             match r.iter().next() {
                 Some(rec) => assert_eq!(Some(rec.offset()), want, "read({o}, {budget})"),
-                None => assert!(r.next_offset() > o, "read({o}, {budget}) makes no progress"),
+                None => assert!(r.next_fetch_offset() > o, "read({o}, {budget}) makes no progress"),
             }
         }
         let it: Vec<u64> = p.iter(o).map(|r| r.map(|r| r.offset)).collect::<Result<_, _>>()?;
@@ -351,7 +352,7 @@ fn reads_inside_offset_gaps_return_the_next_record() -> TestResult {
         assert_eq!(t, want, "offset_for_timestamp({})", 100 + o);
     }
     // Appends continue after the last covered offset; the gap after 45 stays.
-    assert_eq!(p.append(Record::with_value("next").timestamp(500))?.base_offset, 48);
+    assert_eq!(p.append(Record::with_value("next").timestamp(500))?.offset, 48);
     assert_eq!(p.iter(46).next().transpose()?.map(|r| r.offset), Some(48));
     // Moving the log start into a gap.
     p.advance_log_start(16)?;
@@ -360,7 +361,7 @@ fn reads_inside_offset_gaps_return_the_next_record() -> TestResult {
     p.close()?;
     drop(p);
     let p = Partition::open(&dir)?;
-    assert_eq!((p.log_start_offset(), p.next_offset()), (16, 49));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (16, 49));
     assert_eq!(p.read(16, 1)?.iter().next().map(|r| r.offset()), Some(20));
     Ok(())
 }
@@ -387,7 +388,7 @@ fn a_small_read_inside_a_gap_still_returns_the_next_record() -> TestResult {
         std::fs::write(seg_path(&dir, base, "log"), file)?;
     }
     let p = Partition::open(&dir)?;
-    assert_eq!(p.next_offset(), 13);
+    assert_eq!(p.log_end_offset(), 13);
     for o in 2..=6 {
         assert_eq!(p.read(o, 1)?.iter().next().map(|r| r.offset()), Some(6), "read({o}, 1)");
     }
@@ -426,9 +427,9 @@ fn log_start_and_truncation_inside_batches() -> TestResult {
     // Cut batch 150..159 after 153.
     p.truncate_to(154)?;
     m.recs.truncate(154);
-    assert_eq!(p.next_offset(), 154);
+    assert_eq!(p.log_end_offset(), 154);
     let r = p.read(152, 1 << 20)?;
-    assert_eq!(r.next_offset(), 154);
+    assert_eq!(r.next_fetch_offset(), 154);
     assert_eq!(r.iter().map(|r| r.offset()).collect::<Vec<_>>(), vec![152, 153]);
     m.append(&p, vec![Exp { offset: 154, ts: 154, key: None, value: Some(b"new".to_vec()) }])?;
     let got = collect(&p, 35)?;
@@ -650,21 +651,21 @@ fn check_segments(p: &Partition, dir: &Path, m: &Model, open: bool) -> TestResul
     let mut rng = Rng::new(m.next());
     let segs = p.segments();
     assert_eq!(segs.first().map(|s| s.base_offset), Some(0));
-    assert_eq!(segs.last().map(|s| s.next_offset), Some(m.next()));
+    assert_eq!(segs.last().map(|s| s.end_offset), Some(m.next()));
     let written: usize = m.batches.iter().map(|b| b.2).sum();
     assert_eq!(segs.iter().map(|s| s.size).sum::<u64>(), written as u64, "segment sizes add up to the bytes written");
     for (i, s) in segs.iter().enumerate() {
         assert_eq!(s.active, i + 1 == segs.len());
         if let Some(next) = segs.get(i + 1) {
-            assert_eq!(s.next_offset, next.base_offset, "no holes between segments");
+            assert_eq!(s.end_offset, next.base_offset, "no holes between segments");
         }
         let in_seg: Vec<&Exp> =
-            m.recs.iter().filter(|e| e.offset >= s.base_offset && e.offset < s.next_offset).collect();
+            m.recs.iter().filter(|e| e.offset >= s.base_offset && e.offset < s.end_offset).collect();
         assert_eq!(s.record_count, in_seg.len() as u64, "segment {}", s.base_offset);
         assert_eq!(s.first_timestamp, in_seg.first().map(|e| e.ts), "segment {}", s.base_offset);
         assert_eq!(s.max_timestamp, in_seg.iter().map(|e| e.ts).max(), "segment {}", s.base_offset);
         let batch_bytes: usize =
-            m.batches.iter().filter(|b| b.0 >= s.base_offset && b.0 < s.next_offset).map(|b| b.2).sum();
+            m.batches.iter().filter(|b| b.0 >= s.base_offset && b.0 < s.end_offset).map(|b| b.2).sum();
         assert_eq!(s.size, batch_bytes as u64, "segment {}", s.base_offset);
         let file = std::fs::read(seg_path(dir, s.base_offset, "log"))?;
         if !open || !s.active {
@@ -676,8 +677,8 @@ fn check_segments(p: &Partition, dir: &Path, m: &Model, open: bool) -> TestResul
 
         let (index, time) = p.segment_indexes(s.base_offset)?;
         assert_eq!(index.base_offset(), s.base_offset);
-        let mut probes: Vec<u64> = (0..30).map(|_| s.base_offset + rng.below(s.next_offset - s.base_offset)).collect();
-        probes.extend([s.base_offset, s.next_offset - 1]);
+        let mut probes: Vec<u64> = (0..30).map(|_| s.base_offset + rng.below(s.end_offset - s.base_offset)).collect();
+        probes.extend([s.base_offset, s.end_offset - 1]);
         for o in probes {
             let e = index.lookup(o);
             let b = batches
@@ -751,7 +752,7 @@ fn readers_racing_a_writer_see_only_correct_records() -> TestResult {
             let mut rounds = 0u64;
             while !done.load(Ordering::Acquire) || rounds < 20 {
                 rounds += 1;
-                let end = p.next_offset();
+                let end = p.log_end_offset();
                 if end == 0 {
                     std::thread::yield_now();
                     continue;
@@ -769,7 +770,7 @@ fn readers_racing_a_writer_see_only_correct_records() -> TestResult {
                             check_conc(&rec)?;
                             want += 1;
                         }
-                        if want == o || r.next_offset() != want {
+                        if want == o || r.next_fetch_offset() != want {
                             return Err(format!("read({o}) returned nothing or a wrong next offset"));
                         }
                     }
@@ -787,7 +788,7 @@ fn readers_racing_a_writer_see_only_correct_records() -> TestResult {
                             return Err(format!("offset_for_timestamp({}) = {t:?}, want {o}", conc_ts(o)));
                         }
                         let segs = p.segments();
-                        if segs.windows(2).any(|w| w[0].next_offset != w[1].base_offset) {
+                        if segs.windows(2).any(|w| w[0].end_offset != w[1].base_offset) {
                             return Err(format!("segments with holes: {segs:?}"));
                         }
                     }

@@ -25,7 +25,7 @@ use common::{Rng, seed};
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const CHECKPOINT: &str = "partition.checkpoint";
-const HEADER_LEN: usize = 48;
+const HEADER_LEN: usize = 68;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (each integration test file is its own crate, so they are not shared).
@@ -61,11 +61,14 @@ fn rec(e: &Exp) -> Record<'_> {
 /// Appends groups of records (size 1 through `append`, larger through `append_batch`).
 fn append_groups(p: &Partition, model: &mut Vec<Exp>, sizes: &[usize]) -> TestResult {
     for &n in sizes {
-        let base = p.next_offset();
+        let base = p.log_end_offset();
         assert_eq!(base, model.len() as u64, "model and log disagree on the next offset");
         let recs: Vec<Exp> = (0..n as u64).map(|i| exp(base + i)).collect();
-        let info =
-            if n == 1 { p.append(rec(&recs[0]))? } else { p.append_batch(&recs.iter().map(rec).collect::<Vec<_>>())? };
+        let info = if n == 1 {
+            p.append(rec(&recs[0]))?.into()
+        } else {
+            p.append_batch(&recs.iter().map(rec).collect::<Vec<_>>())?
+        };
         assert_eq!((info.base_offset, info.last_offset, info.record_count), (base, base + n as u64 - 1, n as u32));
         model.extend(recs);
     }
@@ -94,7 +97,7 @@ fn check_record(got: &StoredRecord, e: &Exp) -> TestResult {
 /// The log holds exactly `model[start..end]`, readable by iteration.
 fn check_log(p: &Partition, model: &[Exp], start: u64, end: u64) -> TestResult {
     ensure_eq!(p.log_start_offset(), start, "log start");
-    ensure_eq!(p.next_offset(), end, "log end");
+    ensure_eq!(p.log_end_offset(), end, "log end");
     let got: Vec<StoredRecord> = p.iter(start).collect::<Result<_, _>>()?;
     ensure_eq!(got.len() as u64, end - start, "record count");
     for (g, e) in got.iter().zip(&model[start as usize..end as usize]) {
@@ -312,10 +315,12 @@ fn expect_corrupt(r: Result<Partition, Error>, path: &Path, offset: u64) -> Test
             Ok(kind)
         }
         Err(e) => Err(format!("expected Corrupt at {}:{offset}, got error {e}", path.display()).into()),
-        Ok(p) => {
-            Err(format!("expected Corrupt at {}:{offset}, open succeeded with end {}", path.display(), p.next_offset())
-                .into())
-        }
+        Ok(p) => Err(format!(
+            "expected Corrupt at {}:{offset}, open succeeded with end {}",
+            path.display(),
+            p.log_end_offset()
+        )
+        .into()),
     }
 }
 
@@ -396,7 +401,7 @@ fn torn_tail_at_every_byte_of_the_last_batch() -> TestResult {
             );
             assert_eq!(p.segments().last().map(|s| s.base_offset), Some(active_base));
             let at = p.append(rec(&exp(end)))?;
-            assert_eq!(at.base_offset, end, "next append after a cut at {cut} with {cp:?}");
+            assert_eq!(at.offset, end, "next append after a cut at {cut} with {cp:?}");
             p.close()?;
         }
     }
@@ -425,7 +430,7 @@ fn power_loss_keeps_a_prefix_with_every_synced_record() -> TestResult {
             append_groups(&p, &mut model, &[n])?;
             if rng.below(8) == 0 {
                 p.sync()?;
-                durable = p.next_offset();
+                durable = p.log_end_offset();
             }
         }
         // Sealed segments were fsynced when they were sealed.
@@ -438,14 +443,14 @@ fn power_loss_keeps_a_prefix_with_every_synced_record() -> TestResult {
         fs.crash(mode);
         drop(p);
         let p = Partition::options().fs(fs.clone()).config(cfg.clone()).open("/p")?;
-        let end = p.next_offset();
+        let end = p.log_end_offset();
         assert!(
             durable <= end && end <= model.len() as u64,
             "round {round} ({mode:?}): end {end} outside [{durable}, {}]",
             model.len()
         );
         check_log(&p, &model, 0, end).map_err(|e| format!("round {round} ({mode:?}): {e}"))?;
-        assert_eq!(p.append(rec(&exp(end)))?.base_offset, end);
+        assert_eq!(p.append(rec(&exp(end)))?.offset, end);
         p.close()?;
     }
     Ok(())
@@ -473,7 +478,7 @@ fn zero_filled_tail_is_cut() -> TestResult {
             check_log_by_offset(&p, &model, 0, model.len() as u64)
                 .map_err(|e| format!("{zeros} zeros, {cp:?}: {e}"))?;
             assert_eq!(std::fs::metadata(&active)?.len(), active_len, "zeros cut ({zeros}, {cp:?})");
-            assert_eq!(p.append(rec(&exp(model.len() as u64)))?.base_offset, model.len() as u64);
+            assert_eq!(p.append(rec(&exp(model.len() as u64)))?.offset, model.len() as u64);
             p.close()?;
         }
     }
@@ -513,7 +518,7 @@ fn random_garbage_tail_is_cut_kafka_test_corrupt_log() -> TestResult {
     let mut model = Vec::new();
     for round in 0..10 {
         let p = open(&dir)?;
-        assert_eq!(p.next_offset(), model.len() as u64);
+        assert_eq!(p.log_end_offset(), model.len() as u64);
         let sizes: Vec<usize> = (0..rng.range(1, 12)).map(|_| rng.range(1, 5) as usize).collect();
         append_groups(&p, &mut model, &sizes)?;
         p.close()?;
@@ -567,7 +572,7 @@ fn mid_log_damage_in_the_active_segment() -> TestResult {
             let p = open_mode(&dir, RecoveryMode::TruncateCorrupt)?;
             check_log(&p, &model, 0, b.base).map_err(|e| format!("batch {which}, {cp:?}: {e}"))?;
             assert_eq!(std::fs::metadata(&active)?.len() as usize, b.pos);
-            assert_eq!(p.append(rec(&exp(b.base)))?.base_offset, b.base);
+            assert_eq!(p.append(rec(&exp(b.base)))?.offset, b.base);
             p.close()?;
             drop(p);
             // Later opens are clean and keep the cut log.
@@ -614,7 +619,7 @@ fn mid_log_damage_in_a_sealed_segment_above_the_recovery_point() -> TestResult {
         check_log_by_offset(&p, &model, 0, b.base).map_err(|e| format!("batch {which}, {cp}: {e}"))?;
         assert_eq!(segment_logs(&dir)?.len(), 2, "later segments deleted");
         assert_eq!(p.segments().len(), 2);
-        assert_eq!(p.append(rec(&exp(b.base)))?.base_offset, b.base);
+        assert_eq!(p.append(rec(&exp(b.base)))?.offset, b.base);
         p.close()?;
     }
     Ok(())
@@ -667,7 +672,7 @@ fn header_damage_in_the_last_batch_drops_exactly_that_batch() -> TestResult {
             let p = open(&dir).map_err(|e| format!("{ctx}: {e}"))?;
             check_log_by_offset(&p, &model, 0, last.base).map_err(|e| format!("{ctx}: {e}"))?;
             assert_eq!(std::fs::metadata(&active)?.len() as usize, last.pos, "{ctx}");
-            assert_eq!(p.append(rec(&exp(last.base)))?.base_offset, last.base, "{ctx}");
+            assert_eq!(p.append(rec(&exp(last.base)))?.offset, last.base, "{ctx}");
             p.close()?;
         }
     }
@@ -858,7 +863,7 @@ fn sealed_segment_damage_reads(damages: &[Damage], max_ts_damage: bool) -> TestR
             restore(&dir, &pristine)?;
             apply_damage(&sealed, b, d)?;
             let p = Partition::open_with(&dir, TopicConfig::default().segment_bytes(1024).index_interval_bytes(4096))?;
-            assert_eq!(p.next_offset(), model.len() as u64, "a clean open trusts the checkpoint");
+            assert_eq!(p.log_end_offset(), model.len() as u64, "a clean open trusts the checkpoint");
             let ctx = format!("batch {} at {} ({d:?})", b.base, b.pos);
             for o in sealed_base..sealed_end {
                 match p.read(o, 1 << 16) {
@@ -1047,7 +1052,7 @@ fn clean_shutdown_skips_the_scan_unclean_shutdown_does_not() -> TestResult {
         restore(&dir, &pristine)?;
         flip(&log, b.pos + b.len - 1, 0x10)?;
         let p = open(&dir)?;
-        assert_eq!(p.next_offset(), model.len() as u64, "segment {base}: clean open trusts the checkpoint");
+        assert_eq!(p.log_end_offset(), model.len() as u64, "segment {base}: clean open trusts the checkpoint");
         match p.read(b.base, 1 << 20) {
             Err(Error::Corrupt { path, offset, .. }) => {
                 assert_eq!((path, offset), (log.clone(), b.pos as u64), "segment {base}")
@@ -1114,7 +1119,7 @@ fn valid_records_before_damage_are_delivered_before_the_error() -> TestResult {
     for g in &got {
         check_record(g, &model[g.offset as usize])?;
     }
-    assert_eq!(r.next_offset(), b.base);
+    assert_eq!(r.next_fetch_offset(), b.base);
     assert!(matches!(p.read(b.base, 1 << 20), Err(Error::Corrupt { .. })));
     assert_eq!(iterate_until_error(&p)?, (b.base, true));
     Ok(())
@@ -1158,7 +1163,7 @@ fn first_change_after_a_clean_open_clears_the_clean_flag() -> TestResult {
     let changes: [(&str, Change); 3] = [
         ("append", |p, m| append_groups(p, m, &[2])),
         ("truncate_to", |p, m| {
-            let to = p.next_offset() - 1;
+            let to = p.log_end_offset() - 1;
             m.truncate(to as usize);
             Ok(p.truncate_to(to)?)
         }),
@@ -1172,7 +1177,7 @@ fn first_change_after_a_clean_open_clears_the_clean_flag() -> TestResult {
         let copy = tmp.path().join(format!("crash-{name}"));
         crash_copy(&dir, &copy)?;
         let q = open(&copy)?;
-        assert_eq!(q.next_offset(), model.len() as u64, "{name}");
+        assert_eq!(q.log_end_offset(), model.len() as u64, "{name}");
         p.close()?;
     }
     Ok(())
@@ -1221,11 +1226,11 @@ fn crash_during_recovery_is_recovered_again() -> TestResult {
             assert!(!decode_checkpoint(&cp).0, "crash after op {k}: checkpoint claims a clean shutdown");
             let p = Partition::options().fs(fs.clone()).config(cfg.clone()).open("/p")?;
             check_log(&p, &model, 0, model.len() as u64).map_err(|e| format!("crash after op {k} ({mode:?}): {e}"))?;
-            assert_eq!(p.append(rec(&exp(model.len() as u64)))?.base_offset, model.len() as u64);
+            assert_eq!(p.append(rec(&exp(model.len() as u64)))?.offset, model.len() as u64);
             p.close()?;
             drop(p);
             let p = Partition::options().fs(fs.clone()).config(cfg.clone()).open("/p")?;
-            assert_eq!(p.next_offset(), model.len() as u64 + 1);
+            assert_eq!(p.log_end_offset(), model.len() as u64 + 1);
         }
     }
     Ok(())
@@ -1282,7 +1287,7 @@ fn unclean_open_revalidates_only_from_the_recovery_point() -> TestResult {
     let b = batches_of(&old)?[1];
     flip(&old, b.pos + b.len - 1, 0x04)?;
     let q = open(&copy)?;
-    assert_eq!(q.next_offset(), model.len() as u64, "the old segment was not rescanned");
+    assert_eq!(q.log_end_offset(), model.len() as u64, "the old segment was not rescanned");
     assert!(matches!(q.read(b.base, 1), Err(Error::Corrupt { .. })), "damage in segment {old_base} reported on read");
     drop(q);
 
@@ -1300,7 +1305,7 @@ fn unclean_open_revalidates_only_from_the_recovery_point() -> TestResult {
             expect_corrupt(r, &log, b.pos as u64)?;
         } else {
             let q = r.map_err(|e| format!("damage below the recovery point (segment {base}) refused: {e}"))?;
-            assert_eq!(q.next_offset(), model.len() as u64);
+            assert_eq!(q.log_end_offset(), model.len() as u64);
         }
     }
 
@@ -1340,7 +1345,7 @@ fn log_end_below_the_checkpointed_log_start_restarts_at_the_log_start() -> TestR
     truncate_file(&active, (last.pos + 10) as u64)?;
     mark_unclean(&dir)?;
     let p = open(&dir)?;
-    assert_eq!((p.log_start_offset(), p.next_offset()), (end - 2, end - 2));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (end - 2, end - 2));
     assert!(p.read(end - 2, 100)?.is_empty());
     match p.read(end - 3, 100) {
         Err(Error::OffsetOutOfRange { requested, start, end: e }) => {
@@ -1352,11 +1357,11 @@ fn log_end_below_the_checkpointed_log_start_restarts_at_the_log_start() -> TestR
     assert_eq!(segs.len(), 1);
     assert_eq!((segs[0].base_offset, segs[0].record_count), (end - 2, 0));
     assert_eq!(segment_logs(&dir)?.iter().map(|l| l.0).collect::<Vec<_>>(), vec![end - 2]);
-    assert_eq!(p.append(rec(&exp(end - 2)))?.base_offset, end - 2);
+    assert_eq!(p.append(rec(&exp(end - 2)))?.offset, end - 2);
     p.close()?;
     drop(p);
     let p = open(&dir)?;
-    assert_eq!((p.log_start_offset(), p.next_offset()), (end - 2, end - 1));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (end - 2, end - 1));
     Ok(())
 }
 
@@ -1409,9 +1414,9 @@ fn advance_log_start_persists_across_clean_and_unclean_reopens() -> TestResult {
     p.close()?;
     drop(p);
     let p = open(&dir)?;
-    assert_eq!((p.log_start_offset(), p.next_offset()), (end, end));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (end, end));
     assert!(p.read(end, 10)?.is_empty());
-    assert_eq!(p.append(rec(&exp(end)))?.base_offset, end);
+    assert_eq!(p.append(rec(&exp(end)))?.offset, end);
     Ok(())
 }
 
@@ -1419,7 +1424,7 @@ fn advance_log_start_persists_across_clean_and_unclean_reopens() -> TestResult {
 /// re-appended with the same offsets can be told apart.
 fn append_gen(p: &Partition, model: &mut Vec<Exp>, sizes: &[usize], generation: u8) -> TestResult {
     for &n in sizes {
-        let base = p.next_offset();
+        let base = p.log_end_offset();
         assert_eq!(base, model.len() as u64);
         let recs: Vec<Exp> = (base..base + n as u64)
             .map(|o| {
@@ -1449,8 +1454,8 @@ fn truncate_to_then_reopen() -> TestResult {
     for round in 0..30u8 {
         let sizes: Vec<usize> = (0..rng.range(3, 20)).map(|_| rng.range(1, 6) as usize).collect();
         append_gen(&p, &mut model, &sizes, round)?;
-        let to = rng.range(p.log_start_offset(), p.next_offset());
-        if to == p.next_offset() {
+        let to = rng.range(p.log_start_offset(), p.log_end_offset());
+        if to == p.log_end_offset() {
             // Truncating at the end changes nothing, so it makes nothing durable either: sync
             // so that the crash below can only take the appends after this point.
             p.sync()?;
@@ -1478,7 +1483,7 @@ fn truncate_to_then_reopen() -> TestResult {
             }
         }
         p = reopen(&fs).map_err(|e| format!("round {round} after truncate_to({to}): {e}"))?;
-        let got_end = p.next_offset();
+        let got_end = p.log_end_offset();
         assert!(
             (to..=end).contains(&got_end) && (round % 3 == 2 || got_end == end),
             "round {round}: truncate_to({to}) then {end}: reopened with end {got_end}"
@@ -1489,13 +1494,13 @@ fn truncate_to_then_reopen() -> TestResult {
     p.close()?;
     drop(p);
     let p = reopen(&fs)?;
-    let end = p.next_offset();
+    let end = p.log_end_offset();
     let start = rng.range(1, end / 2);
     p.advance_log_start(start)?;
     // To the log start: everything goes, the log restarts there.
     p.truncate_to(start)?;
     model.truncate(start as usize);
-    assert_eq!((p.log_start_offset(), p.next_offset()), (start, start));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (start, start));
     assert!(p.read(start, 10)?.is_empty());
     append_gen(&p, &mut model, &[2], 200)?;
     p.close()?;
@@ -1520,7 +1525,7 @@ fn truncate_into_a_sealed_segment_then_reopen() -> TestResult {
         let segs = p.segments();
         assert!(segs.len() >= 3);
         let sealed = &segs[rng.range(0, segs.len() as u64 - 2) as usize];
-        let to = rng.range(sealed.base_offset.max(p.log_start_offset()), sealed.next_offset - 1);
+        let to = rng.range(sealed.base_offset.max(p.log_start_offset()), sealed.end_offset - 1);
         p.truncate_to(to)?;
         model.truncate(to as usize);
         append_gen(&p, &mut model, &[1, 3], round.wrapping_add(100))?;
@@ -1623,7 +1628,7 @@ fn clean_checkpoint_with_a_shortened_active_segment() -> TestResult {
                 "open padded the shortened segment with zeros"
             );
             check_log(&p, &model, 0, last.base)?;
-            assert_eq!(p.append(rec(&exp(last.base)))?.base_offset, last.base);
+            assert_eq!(p.append(rec(&exp(last.base)))?.offset, last.base);
             Ok(())
         }
     }

@@ -83,7 +83,7 @@ fn create_time_defaults_to_now() -> R {
 fn flush_messages_syncs_every_n_records() -> R {
     let fs = SimFs::new();
     let clock = ManualClock::new(0);
-    let config = TopicConfig::default().durability(Durability::Periodic { messages: 3, interval: None });
+    let config = TopicConfig::default().durability(Durability::Periodic { messages: Some(3), interval: None });
     let p = open(&fs, config.clone(), clock.clone())?;
     for i in 0..5 {
         p.append(Record::with_value(format!("{i}")))?;
@@ -92,7 +92,7 @@ fn flush_messages_syncs_every_n_records() -> R {
     drop(p);
     let p = open(&fs, config, clock)?;
     // Records 0..3 were covered by the fsync after the third; 3 and 4 were not yet.
-    assert_eq!(p.next_offset(), 3);
+    assert_eq!(p.log_end_offset(), 3);
     Ok(())
 }
 
@@ -101,7 +101,7 @@ fn flush_ms_syncs_in_the_background() -> R {
     let fs = SimFs::new();
     let clock = ManualClock::new(0);
     let config = TopicConfig::default()
-        .durability(Durability::Periodic { messages: u64::MAX, interval: Some(Duration::from_millis(20)) });
+        .durability(Durability::Periodic { messages: None, interval: Some(Duration::from_millis(20)) });
     let p = open(&fs, config.clone(), clock.clone())?;
     clock.advance(1);
     p.append(Record::with_value("late"))?;
@@ -118,7 +118,7 @@ fn flush_ms_syncs_in_the_background() -> R {
     fs.crash(CrashMode::LoseUnsynced);
     drop(p);
     let p = open(&fs, config, clock)?;
-    assert_eq!(p.next_offset(), 1, "the record was not synced by the flush.ms flusher");
+    assert_eq!(p.log_end_offset(), 1, "the record was not synced by the flush.ms flusher");
     Ok(())
 }
 
@@ -127,10 +127,31 @@ fn directory_defaults_apply_to_new_topics() -> R {
     let fs = SimFs::new();
     let defaults = TopicConfig::default().set("retention.ms", "60000")?.set("segment.bytes", "65536")?;
     let dir = LogDir::options().fs(fs.clone()).defaults(defaults).open("/d")?;
-    assert_eq!(dir.default_topic_config().retention_ms, Some(60_000));
-    let t = dir.create_topic("t", dir.default_topic_config().partitions(2))?;
-    assert_eq!(t.config().segment_bytes, 65_536);
-    assert_eq!(t.partition(1)?.config().retention_ms, Some(60_000));
+    assert_eq!(dir.default_topic_config().get_retention_ms(), Some(60_000));
+    // A plain default config inherits every directory default it does not override.
+    let t = dir.create_topic("t", TopicConfig::default().partitions(2).segment_ms(5_000))?;
+    assert_eq!(t.config().get_segment_bytes(), 65_536);
+    assert_eq!(t.partition(1)?.config().get_retention_ms(), Some(60_000));
+    assert_eq!(t.config().get_segment_ms(), 5_000);
+    let u = dir.create_topic("u", TopicConfig::default())?;
+    assert_eq!((u.config().get_segment_bytes(), u.partition_count()), (65_536, 1));
+    // describe tells overrides from inherited values.
+    let source = |key: &str| t.describe().config_entries.iter().find(|e| e.key == key).map(|e| e.source);
+    assert_eq!(source("segment.ms"), Some(partlog::ConfigSource::Topic));
+    assert_eq!(source("segment.bytes"), Some(partlog::ConfigSource::Directory));
+    assert_eq!(source("flush.ms"), Some(partlog::ConfigSource::Default));
+    // Only overrides are stored: reopened with other defaults, the topic follows them.
+    dir.close()?;
+    let other = TopicConfig::default().segment_bytes(1 << 20);
+    let dir = LogDir::options().fs(fs.clone()).defaults(other).open("/d")?;
+    let t = dir.topic("t")?;
+    assert_eq!((t.config().get_segment_bytes(), t.config().get_segment_ms()), (1 << 20, 5_000));
+    assert_eq!(t.config().get_retention_ms(), Some(partlog::DEFAULT_RETENTION_MS));
+    // Deleting an override brings the inherited value back.
+    let c = dir.delete_topic_config("t", &["segment.ms"])?;
+    assert_eq!(c.get_segment_ms(), partlog::DEFAULT_SEGMENT_MS);
+    assert!(!c.is_set("segment.ms"));
+    dir.close()?;
     // Bad defaults are refused when the directory is opened.
     let bad = LogDir::options().fs(fs.clone()).defaults(TopicConfig::default().segment_bytes(3)).open("/e");
     assert!(matches!(bad, Err(partlog::Error::InvalidConfig { .. })));
@@ -142,7 +163,7 @@ fn a_segment_sealed_below_the_log_start_is_deleted_at_roll() -> R {
     let fs = SimFs::new();
     let clock = ManualClock::new(0);
     // Two of these batches fit in a segment, a third rolls it.
-    let p = open(&fs, TopicConfig::default().segment_bytes(256), clock)?;
+    let p = open(&fs, TopicConfig::default().segment_bytes(300), clock)?;
     p.append(Record::with_value(vec![1u8; 60]))?;
     p.append(Record::with_value(vec![2u8; 60]))?;
     assert_eq!(p.segments().len(), 1);

@@ -14,7 +14,7 @@ use std::path::Path;
 use partlog::fs::FileSystem;
 use partlog::fs::sim::SimFs;
 use partlog::testing::{BatchBuilder, BatchHeader, validate};
-use partlog::{Partition, StoredRecord, TimestampOffset};
+use partlog::{OffsetAndTimestamp, Partition, StoredRecord};
 
 use crate::input::{Input, Output};
 use crate::ops::{decode_rec, encode_rec};
@@ -80,10 +80,10 @@ fn check_header(h: &BatchHeader, b: &spec::Batch) {
 /// Round-trip input: base offset (a u64 with mode bit 1, else one byte), record count
 /// (byte % 9), then per record a timestamp (i64), a gap to its offset delta (byte % 4) and
 /// the record ([`decode_rec`]); finally a byte whose bit 7 asks for `last_offset_delta` to
-/// exceed the last record's by its low bits. Mode bit 2 is the attributes' timestamp type.
+/// exceed the last record's by its low bits. Mode bit 2 is the attributes' timestamp type (bit 3).
 pub fn round_trip(mode: u8, inp: &mut Input<'_>) {
     let base = if mode & 2 != 0 { inp.u64() } else { u64::from(inp.u8()) };
-    let attributes = (mode >> 2) & 1;
+    let attributes = u16::from((mode >> 2) & 1) << 3;
     let n = inp.u8() % 9;
     let mut builder = BatchBuilder::new();
     builder.begin(base);
@@ -137,7 +137,7 @@ fn check_readable(buf: &[u8], b: &spec::Batch) {
         .fs(fs.clone())
         .open(dir)
         .unwrap_or_else(|e| panic!("a valid batch as the only segment does not open: {e}"));
-    assert_eq!((p.log_start_offset(), p.next_offset()), (b.base_offset, b.next_offset()));
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (b.base_offset, b.next_offset()));
     let got: Vec<StoredRecord> =
         p.iter(b.base_offset).map(|r| r.unwrap_or_else(|e| panic!("reading a valid batch failed: {e}"))).collect();
     assert_eq!(got, b.records, "the partition reads other records than the reference decoder");
@@ -156,7 +156,7 @@ fn check_readable(buf: &[u8], b: &spec::Batch) {
                 .records
                 .iter()
                 .find(|r| r.timestamp >= t)
-                .map(|r| TimestampOffset { offset: r.offset, timestamp: r.timestamp });
+                .map(|r| OffsetAndTimestamp { offset: r.offset, timestamp: r.timestamp });
             let got = p.offset_for_timestamp(t).unwrap_or_else(|e| panic!("offset_for_timestamp({t}): {e}"));
             assert_eq!(got, want, "offset_for_timestamp({t}) disagrees with brute force");
         }

@@ -9,7 +9,7 @@
 //! `iter` contents, the segment list's invariants. `read` (records from the requested offset,
 //! whole valid batches, `OffsetOutOfRange` with the right bounds), `offset_for_timestamp`
 //! (brute force over the model), truncation, log-start moves and append errors
-//! (`InvalidRecord`, `RecordTooLarge`) are checked by the operations that use them.
+//! (`EmptyBatch`, `ReservedTimestamp`, `RecordTooLarge`) are checked by the operations that use them.
 //!
 //! Crashes: after a [`SimFs`] crash in any mode the partition must reopen (strict recovery)
 //! and hold a prefix of the model that ends on a batch boundary and keeps at least every
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use partlog::fs::sim::{CrashMode, SimFs};
 use partlog::testing::{BatchBuilder, BatchHeader, validate};
 use partlog::{
-    Clock, Durability, Error, Header, ManualClock, Partition, Record, StoredRecord, TimestampOffset, TimestampType,
+    Clock, Durability, Error, Header, ManualClock, OffsetAndTimestamp, Partition, Record, StoredRecord, TimestampType,
     TopicConfig,
 };
 
@@ -88,7 +88,7 @@ pub struct Setup {
     /// `segment.index.bytes` (small values roll on a full index); `None`: default.
     pub segment_index_bytes: Option<u32>,
     /// `segment.ms` (small values roll on record time); `None`: default.
-    pub segment_ms: Option<i64>,
+    pub segment_ms: Option<u64>,
     /// `max.message.bytes`; `None`: default.
     pub max_message_bytes: Option<u32>,
     /// Durability.
@@ -120,7 +120,7 @@ impl Setup {
             .durability(match self.flush {
                 Flush::EveryAppend => Durability::EveryAppend,
                 Flush::Os => Durability::Os,
-                Flush::Periodic(n) => Durability::Periodic { messages: n, interval: None },
+                Flush::Periodic(n) => Durability::Periodic { messages: Some(n), interval: None },
             });
         if let Some(b) = self.segment_index_bytes {
             c = c.segment_index_bytes(b);
@@ -170,7 +170,7 @@ impl Crash {
 pub enum Op {
     /// `append`.
     Append(Rec),
-    /// `append_batch` (possibly empty: an `InvalidRecord` error).
+    /// `append_batch` (possibly empty: an `EmptyBatch` error).
     AppendBatch(Vec<Rec>),
     /// `read(offset, max_bytes)`; `at` selects an offset in `[log_start - 2, next + 2]`.
     Read {
@@ -256,7 +256,8 @@ impl Model {
 
 /// What an append must do.
 enum Expect {
-    InvalidRecord,
+    EmptyBatch,
+    ReservedTimestamp,
     TooLarge { size: u64, max: u64 },
     Ok { timestamps: Vec<i64> },
 }
@@ -488,7 +489,7 @@ impl Harness {
         drop(self.p.take());
         self.open()?;
         let p = self.p()?.clone();
-        let (start, end) = (p.log_start_offset(), p.next_offset());
+        let (start, end) = (p.log_start_offset(), p.log_end_offset());
         let _ = writeln!(self.trace, " -> log [{start}, {end})");
         let mut got = Vec::new();
         for r in p.iter(start) {
@@ -520,14 +521,14 @@ impl Harness {
 
     fn expect_append(&self, recs: &[Rec]) -> Expect {
         if recs.is_empty() {
-            return Expect::InvalidRecord;
+            return Expect::EmptyBatch;
         }
         let now = self.clock.now_ms();
         let mut timestamps = Vec::with_capacity(recs.len());
         for r in recs {
             let ts = if self.setup.log_append_time { now } else { r.timestamp.unwrap_or(now) };
             if ts == i64::MIN {
-                return Expect::InvalidRecord;
+                return Expect::ReservedTimestamp;
             }
             timestamps.push(ts);
         }
@@ -548,7 +549,7 @@ impl Harness {
         let records: Vec<Record<'_>> = recs.iter().map(Rec::to_record).collect();
         let expect = self.expect_append(recs);
         let p = self.p()?;
-        let got = if single { p.append(records[0].clone()) } else { p.append_batch(&records) };
+        let got = if single { p.append(records[0].clone()).map(Into::into) } else { p.append_batch(&records) };
         let _ = writeln!(
             self.trace,
             "append{}({} records, {:?}) -> {:?}",
@@ -558,7 +559,8 @@ impl Harness {
             got.as_ref().map(|i| i.base_offset).map_err(ToString::to_string)
         );
         match (expect, got) {
-            (Expect::InvalidRecord, Err(Error::InvalidRecord { .. })) => Ok(()),
+            (Expect::EmptyBatch, Err(Error::EmptyBatch)) => Ok(()),
+            (Expect::ReservedTimestamp, Err(Error::ReservedTimestamp { .. })) => Ok(()),
             (Expect::TooLarge { size, max }, Err(Error::RecordTooLarge { size: s, max: m })) => {
                 ensure!((s, m) == (size, max), "RecordTooLarge {{ size: {s}, max: {m} }}, expected {size}/{max}");
                 Ok(())
@@ -592,8 +594,11 @@ impl Harness {
                 }
                 Ok(())
             }
-            (Expect::InvalidRecord | Expect::TooLarge { .. }, Err(_)) if self.lenient => Ok(()),
-            (Expect::InvalidRecord, got) => Err(format!("expected InvalidRecord, got {got:?}")),
+            (Expect::EmptyBatch | Expect::ReservedTimestamp | Expect::TooLarge { .. }, Err(_)) if self.lenient => {
+                Ok(())
+            }
+            (Expect::EmptyBatch, got) => Err(format!("expected EmptyBatch, got {got:?}")),
+            (Expect::ReservedTimestamp, got) => Err(format!("expected ReservedTimestamp, got {got:?}")),
             (Expect::TooLarge { size, max }, got) => Err(format!("expected RecordTooLarge {size}/{max}, got {got:?}")),
         }
     }
@@ -611,7 +616,7 @@ impl Harness {
         }
         let recs = got.map_err(|e| format!("read({offset}, {max_bytes}): {e}"))?;
         if offset == end {
-            ensure!(recs.is_empty() && recs.next_offset() == end, "read at the end returned {recs:?}");
+            ensure!(recs.is_empty() && recs.next_fetch_offset() == end, "read at the end returned {recs:?}");
             return Ok(());
         }
         // The returned bytes are whole, valid batches.
@@ -639,7 +644,11 @@ impl Harness {
             &self.m.records[first..]
         );
         let last = got.last().map_or(offset, |r| r.offset);
-        ensure!(recs.next_offset() == last + 1, "read next_offset {} after last record {last}", recs.next_offset());
+        ensure!(
+            recs.next_fetch_offset() == last + 1,
+            "read next_offset {} after last record {last}",
+            recs.next_fetch_offset()
+        );
         Ok(())
     }
 
@@ -650,14 +659,14 @@ impl Harness {
             .records
             .iter()
             .find(|r| r.timestamp >= ts)
-            .map(|r| TimestampOffset { offset: r.offset, timestamp: r.timestamp });
+            .map(|r| OffsetAndTimestamp { offset: r.offset, timestamp: r.timestamp });
         ensure!(got == want, "offset_for_timestamp({ts}) = {got:?}, brute force over the model says {want:?}");
         Ok(())
     }
 
     fn check(&mut self) -> Result<(), String> {
         let p = self.p()?;
-        let (start, next) = (p.log_start_offset(), p.next_offset());
+        let (start, next) = (p.log_start_offset(), p.log_end_offset());
         ensure!(
             (start, next) == (self.m.log_start, self.m.next),
             "log spans [{start}, {next}), model [{}, {})",
@@ -683,9 +692,9 @@ impl Harness {
         for (i, s) in segs.iter().enumerate() {
             let last = i + 1 == segs.len();
             ensure!(s.active == last, "segment {i} of {}: active = {}", segs.len(), s.active);
-            ensure!(s.base_offset <= s.next_offset, "segment {s:?}: base above next offset");
+            ensure!(s.base_offset <= s.end_offset, "segment {s:?}: base above next offset");
             if let Some(n) = segs.get(i + 1) {
-                ensure!(s.next_offset <= n.base_offset, "segments overlap: {s:?} then {n:?}");
+                ensure!(s.end_offset <= n.base_offset, "segments overlap: {s:?} then {n:?}");
             }
         }
         ensure!(segs[0].base_offset <= start, "first segment {:?} starts above the log start {start}", segs[0]);
@@ -693,7 +702,7 @@ impl Harness {
         // segment deletes nothing, and the roll that seals it later does not either. The next
         // advance or open deletes it. Not checked.)
         let active = &segs[segs.len() - 1];
-        ensure!(active.next_offset == next, "active segment {active:?} ends below next offset {next}");
+        ensure!(active.end_offset == next, "active segment {active:?} ends below next offset {next}");
         // Sealed segments were fsynced when they were sealed.
         self.m.durable = self.m.durable.max(active.base_offset.min(next));
         Ok(())

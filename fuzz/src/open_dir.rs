@@ -331,7 +331,7 @@ pub fn run(data: &[u8]) {
         }
         return;
     }
-    let (start, next) = (p.log_start_offset(), p.next_offset());
+    let (start, next) = (p.log_start_offset(), p.log_end_offset());
     assert!(start <= next, "log start {start} above the log end {next}");
     let (records, complete) = read_all(&p);
     for w in records.windows(2) {
@@ -370,8 +370,8 @@ pub fn run(data: &[u8]) {
     };
     let app = p.append(Record::new().key("fuzz").value("appended").timestamp(4_000));
     if let Ok(info) = &app {
-        assert_eq!(info.base_offset, next, "append got offset {} at log end {next}", info.base_offset);
-        assert_eq!(p.next_offset(), next + 1);
+        assert_eq!(info.offset, next, "append got offset {} at log end {next}", info.offset);
+        assert_eq!(p.log_end_offset(), next + 1);
         let r = p.read(next, 1).unwrap_or_else(|e| panic!("reading the appended record: {e}"));
         assert_eq!(
             r.iter().next().map(|r| r.to_owned()).as_ref(),
@@ -379,7 +379,7 @@ pub fn run(data: &[u8]) {
             "the appended record reads back wrong"
         );
     }
-    let end = (p.log_start_offset(), p.next_offset());
+    let end = (p.log_start_offset(), p.log_end_offset());
     let closed = p.close();
     drop(p);
     if closed.is_err() {
@@ -387,7 +387,7 @@ pub fn run(data: &[u8]) {
     }
     // What partlog closed cleanly, it must open again, unchanged.
     let p = open().unwrap_or_else(|e| panic!("reopening after a clean close failed: {e}"));
-    assert_eq!((p.log_start_offset(), p.next_offset()), end, "log bounds changed across a clean close");
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), end, "log bounds changed across a clean close");
     let (again, complete_again) = read_all(&p);
     if complete && app.is_ok() {
         let mut want = records;
@@ -493,7 +493,7 @@ pub fn capture(fs: &SimFs, dir: &Path, flags: u8, segment_bytes: u32, interval: 
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     use partlog::Durability;
     use partlog::fs::sim::CrashMode;
-    let (segment_bytes, interval) = (400u32, 64u32);
+    let (segment_bytes, interval) = (560u32, 64u32);
     let make = |n: u64, close: bool, crash: Option<CrashMode>, edit: &dyn Fn(&Partition)| {
         let fs = SimFs::new();
         let dir = Path::new(DIR);

@@ -53,7 +53,7 @@ fn decode_setup(inp: &mut Input<'_>) -> Setup {
     let v = inp.u8();
     let segment_index_bytes = v.is_multiple_of(4).then(|| 8 + u32::from(v / 4) % 56);
     let v = inp.u8();
-    let segment_ms = v.is_multiple_of(4).then(|| 50 + 10 * i64::from(v / 4));
+    let segment_ms = v.is_multiple_of(4).then(|| 50 + 10 * u64::from(v / 4));
     let v = inp.u8();
     let max_message_bytes = v.is_multiple_of(4).then(|| 100 + 8 * u32::from(v / 4));
     let log_append_time = inp.u8() % 8 == 7;

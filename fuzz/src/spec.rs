@@ -6,7 +6,7 @@
 use partlog::StoredRecord;
 
 /// Bytes of a batch header.
-pub const HEADER_LEN: usize = 48;
+pub const HEADER_LEN: usize = 68;
 /// Offsets are signed 64-bit, as in Kafka; the next offset after a batch is at most this, so
 /// a batch's last offset is below it.
 pub const MAX_OFFSET: u64 = i64::MAX as u64;
@@ -52,7 +52,7 @@ pub struct Batch {
     /// Stored CRC.
     pub crc: u32,
     /// Attribute bits.
-    pub attributes: u8,
+    pub attributes: u16,
     /// Last offset − base offset.
     pub last_offset_delta: u32,
     /// Offset of the first record.
@@ -61,6 +61,8 @@ pub struct Batch {
     pub base_timestamp: i64,
     /// Header's largest timestamp.
     pub max_timestamp: i64,
+    /// Delete horizon (`i64::MIN` unless attribute bit 6 is set).
+    pub delete_horizon: i64,
     /// Header's record count.
     pub record_count: u32,
     /// The records.
@@ -136,18 +138,23 @@ pub fn decode(buf: &[u8]) -> Result<Batch, &'static str> {
     if crc32(&buf[8..]) != crc {
         return Err("checksum");
     }
-    if buf[8] != 1 {
+    if buf[8] != 2 {
         return Err("magic");
     }
-    let attributes = buf[9];
-    if attributes & !1 != 0 || buf[10] != 0 || buf[11] != 0 || get_u32(buf, 44) != 0 {
-        return Err("reserved bits set");
+    let attributes = u16::from_le_bytes([buf[10], buf[11]]);
+    // Known bits: 3 (LogAppendTime) and 6 (delete horizon); byte 9 and bytes 58..60 reserved.
+    if attributes & !((1 << 3) | (1 << 6)) != 0 || buf[9] != 0 || buf[58] != 0 || buf[59] != 0 {
+        return Err("reserved or unsupported bits set");
     }
     let last_offset_delta = get_u32(buf, 12);
     let base_offset = get_u64(buf, 16);
     let base_timestamp = get_u64(buf, 24) as i64;
     let max_timestamp = get_u64(buf, 32) as i64;
-    let record_count = get_u32(buf, 40);
+    let delete_horizon = get_u64(buf, 40) as i64;
+    if (attributes & (1 << 6) != 0) != (delete_horizon != i64::MIN) {
+        return Err("delete horizon without its flag, or the flag without a horizon");
+    }
+    let record_count = get_u32(buf, 64);
     if u64::from(record_count) > u64::from(last_offset_delta) + 1 {
         return Err("more records than offsets");
     }
@@ -198,6 +205,7 @@ pub fn decode(buf: &[u8]) -> Result<Batch, &'static str> {
         return Err("bytes after the last record");
     }
     Ok(Batch {
+        delete_horizon,
         length,
         crc,
         attributes,

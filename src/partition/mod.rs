@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-pub use read::{LogIter, Reader, Records, RecordsIter, TimestampOffset};
+#[allow(deprecated)]
+pub use read::TimestampOffset;
+pub use read::{LogIter, OffsetAndTimestamp, Reader, Records, RecordsIter};
 pub(crate) use recovery::take_lock as take_dir_lock;
 
 use crate::clock::{Clock, SystemClock};
@@ -42,9 +44,23 @@ pub enum RecoveryMode {
     TruncateCorrupt,
 }
 
-/// Where an append landed.
+/// Where one appended record landed (Kafka's `RecordMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition (its index in the topic; a partition opened on its own has the id
+    /// given by [`PartitionOptions::partition_id`], 0 by default).
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: u64,
+    /// The record's timestamp as stored (the append time under `LogAppendTime`).
+    pub timestamp: i64,
+}
+
+/// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
+    /// The partition (see [`RecordMetadata::partition`]).
+    pub partition: u32,
     /// Offset of the first record.
     pub base_offset: u64,
     /// Offset of the last record.
@@ -53,6 +69,19 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Records written.
     pub record_count: u32,
+}
+
+impl From<RecordMetadata> for AppendInfo {
+    /// A single appended record as a batch of one.
+    fn from(r: RecordMetadata) -> AppendInfo {
+        AppendInfo {
+            partition: r.partition,
+            base_offset: r.offset,
+            last_offset: r.offset,
+            max_timestamp: r.timestamp,
+            record_count: 1,
+        }
+    }
 }
 
 /// Options for opening a [`Partition`].
@@ -65,6 +94,7 @@ pub struct PartitionOptions {
     pub(crate) cache: Option<Arc<HandleCache>>,
     pub(crate) lock: bool,
     pub(crate) map_reads: bool,
+    pub(crate) id: u32,
 }
 
 impl Default for PartitionOptions {
@@ -77,6 +107,7 @@ impl Default for PartitionOptions {
             cache: None,
             lock: true,
             map_reads: cfg!(target_os = "linux"),
+            id: 0,
         }
     }
 }
@@ -87,8 +118,13 @@ impl PartitionOptions {
         self.config = config;
         self
     }
-    /// Uses another file system (the simulated one in tests).
-    pub fn fs(mut self, fs: Fs) -> Self {
+    /// Uses another file system (the simulated one in tests). Unstable: only with the
+    /// `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn fs(self, fs: Fs) -> Self {
+        self.with_fs(fs)
+    }
+    pub(crate) fn with_fs(mut self, fs: Fs) -> Self {
         self.fs = fs;
         self
     }
@@ -108,6 +144,12 @@ impl PartitionOptions {
     /// read every segment with `pread`.
     pub fn mmap_reads(mut self, on: bool) -> Self {
         self.map_reads = on;
+        self
+    }
+    /// The partition's index in its topic, reported in [`RecordMetadata`] and
+    /// [`AppendInfo`] (default 0; a [`LogDir`](crate::LogDir) sets it).
+    pub fn partition_id(mut self, id: u32) -> Self {
+        self.id = id;
         self
     }
     /// Shares a cache of open sealed segments with other partitions.
@@ -165,10 +207,12 @@ pub(crate) struct Inner {
     pub(crate) last_group: std::sync::atomic::AtomicUsize,
     pub(crate) sync_cv: Condvar,
     pub(crate) poisoned: AtomicBool,
-    pub(crate) poison_cause: Mutex<Option<String>>,
+    pub(crate) poison_cause: Mutex<Option<Arc<Error>>>,
     pub(crate) closed: AtomicBool,
     /// Serve reads of sealed segments from read-only memory maps.
     pub(crate) map_reads: bool,
+    /// The partition's index in its topic.
+    pub(crate) id: u32,
     /// The directory lock, released by `close`.
     pub(crate) lock: Mutex<Option<Box<dyn DirLock>>>,
 }
@@ -183,7 +227,7 @@ pub(crate) struct Inner {
 /// # let dir = tempfile::tempdir()?;
 /// let p = Partition::open(dir.path().join("orders-0"))?;
 /// let at = p.append(Record::new().key("k").value("hello"))?;
-/// let recs = p.read(at.base_offset, 1 << 20)?;
+/// let recs = p.read(at.offset, 1 << 20)?;
 /// let first = recs.iter().next().expect("one record");
 /// assert_eq!(first.value(), Some(&b"hello"[..]));
 /// p.close()?;
@@ -224,21 +268,28 @@ impl Partition {
         Ok(p)
     }
 
-    /// Appends one record; returns its offset.
+    /// Appends one record; returns its offset and timestamp.
     ///
     /// # Errors
-    /// [`Error::RecordTooLarge`], [`Error::InvalidTimestamp`], [`Error::StorageFull`] (nothing
-    /// written; retry after freeing space), [`Error::Poisoned`] after an earlier I/O failure,
+    /// [`Error::RecordTooLarge`], [`Error::InvalidTimestamp`], [`Error::ReservedTimestamp`],
+    /// [`Error::KeyRequired`] on a compacted log, [`Error::StorageFull`] (nothing written;
+    /// retry after freeing space), [`Error::Poisoned`] after an earlier I/O failure,
     /// [`Error::Closed`].
-    pub fn append(&self, record: Record<'_>) -> Result<AppendInfo> {
-        self.append_batch(std::slice::from_ref(&record))
+    pub fn append(&self, record: Record<'_>) -> Result<RecordMetadata> {
+        let info = self.append_batch(std::slice::from_ref(&record))?;
+        Ok(RecordMetadata { partition: info.partition, offset: info.base_offset, timestamp: info.max_timestamp })
+    }
+
+    /// The partition's index in its topic (see [`PartitionOptions::partition_id`]).
+    pub fn id(&self) -> u32 {
+        self.inner.id
     }
 
     /// Appends records as one atomic batch: after a crash either all of them are in the log or
     /// none is. Offsets are consecutive.
     ///
     /// # Errors
-    /// As [`append`](Self::append); an empty slice is [`Error::InvalidRecord`].
+    /// As [`append`](Self::append); an empty slice is [`Error::EmptyBatch`].
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<AppendInfo> {
         writer::append(&self.inner, records)
     }
@@ -269,7 +320,7 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::Corrupt`], [`Error::Io`].
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<OffsetAndTimestamp>> {
         read::offset_for_timestamp(&self.inner, timestamp)
     }
 
@@ -278,9 +329,15 @@ impl Partition {
         self.inner.log_start.load(Ordering::Acquire)
     }
 
-    /// The log end offset: the offset the next record will get.
-    pub fn next_offset(&self) -> u64 {
+    /// The log end offset: the offset the next record will get (Kafka's LEO).
+    pub fn log_end_offset(&self) -> u64 {
         self.inner.next_offset.load(Ordering::Acquire)
+    }
+
+    /// The log end offset.
+    #[deprecated(note = "renamed to `log_end_offset`")]
+    pub fn next_offset(&self) -> u64 {
+        self.log_end_offset()
     }
 
     /// The segments, oldest first; the last is the active one.
@@ -300,7 +357,7 @@ impl Partition {
         let seg = view.segments.iter().find(|s| s.base == base).ok_or(Error::OffsetOutOfRange {
             requested: base,
             start: self.log_start_offset(),
-            end: self.next_offset(),
+            end: self.log_end_offset(),
         })?;
         let interval = self.inner.config.read().index_interval_bytes;
         let opened = self.inner.open_segment(seg, interval)?;
@@ -320,7 +377,7 @@ impl Partition {
     /// below it are deleted. Fails past the log end.
     ///
     /// # Errors
-    /// [`Error::OffsetOutOfRange`] if `offset` > [`next_offset`](Self::next_offset).
+    /// [`Error::OffsetOutOfRange`] if `offset` > [`log_end_offset`](Self::log_end_offset).
     pub fn advance_log_start(&self, offset: u64) -> Result<()> {
         writer::advance_log_start(&self.inner, offset)
     }
@@ -342,7 +399,7 @@ impl Partition {
     /// # Errors
     /// [`Error::Poisoned`] (the fsync failed: the log must be reopened), [`Error::Closed`].
     pub fn sync(&self) -> Result<()> {
-        let target = self.next_offset();
+        let target = self.log_end_offset();
         writer::sync_to(&self.inner, target)
     }
 
@@ -389,7 +446,8 @@ impl Inner {
             return Err(Error::Closed);
         }
         if self.poisoned.load(Ordering::Acquire) {
-            let cause = self.poison_cause.lock().clone().unwrap_or_default();
+            let cause = self.poison_cause.lock().clone();
+            let cause = cause.unwrap_or_else(|| Arc::new(Error::Closed));
             return Err(Error::Poisoned { cause });
         }
         Ok(())
@@ -399,7 +457,7 @@ impl Inner {
     pub(crate) fn poison(&self, err: Error) -> Error {
         let mut cause = self.poison_cause.lock();
         if cause.is_none() {
-            *cause = Some(err.to_string());
+            *cause = Some(Arc::new(err.copy()));
         }
         self.poisoned.store(true, Ordering::Release);
         err

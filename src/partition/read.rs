@@ -51,7 +51,7 @@ impl Records {
 
     /// True when no record was returned: the read was at the log end, or only offsets without
     /// records (compacted or truncated away) lie between it and the end; then
-    /// [`next_offset`](Self::next_offset) is the log end.
+    /// [`next_fetch_offset`](Self::next_fetch_offset) is the log end.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -62,8 +62,14 @@ impl Records {
     }
 
     /// The offset to read next: one past the last offset these batches cover.
-    pub fn next_offset(&self) -> u64 {
+    pub fn next_fetch_offset(&self) -> u64 {
         self.next_offset
+    }
+
+    /// The offset to read next.
+    #[deprecated(note = "renamed to `next_fetch_offset`")]
+    pub fn next_offset(&self) -> u64 {
+        self.next_fetch_offset()
     }
 
     /// The raw batches, back to back, in the on-disk format (see [`crate::format`]).
@@ -114,6 +120,10 @@ impl<'a> Iterator for RecordsIter<'a> {
     }
 }
 
+/// The former name of [`OffsetAndTimestamp`].
+#[deprecated(note = "renamed to `OffsetAndTimestamp`, Kafka's name")]
+pub type TimestampOffset = OffsetAndTimestamp;
+
 impl<'a> IntoIterator for &'a Records {
     type Item = RecordRef<'a>;
     type IntoIter = RecordsIter<'a>;
@@ -130,9 +140,9 @@ impl IntoIterator for Records {
     }
 }
 
-/// A record found by [`Partition::offset_for_timestamp`].
+/// A record found by [`Partition::offset_for_timestamp`] (Kafka's `OffsetAndTimestamp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimestampOffset {
+pub struct OffsetAndTimestamp {
     /// The record's offset.
     pub offset: u64,
     /// Its timestamp.
@@ -383,7 +393,7 @@ fn grow(
     file.read_exact_at(&mut buf[have..], from + have as u64)
 }
 
-pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<super::TimestampOffset>> {
+pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<super::OffsetAndTimestamp>> {
     inner.check_usable_for_read()?;
     let view = inner.view();
     let log_start = inner.log_start.load(Ordering::Acquire);
@@ -414,7 +424,7 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
             if h.max_timestamp >= ts && h.last_offset() >= start_offset {
                 let hit = RecordIter::new(&whole, h).find(|r| r.offset() >= start_offset && r.timestamp() >= ts);
                 if let Some(r) = hit {
-                    return Ok(Some(super::TimestampOffset { offset: r.offset(), timestamp: r.timestamp() }));
+                    return Ok(Some(super::OffsetAndTimestamp { offset: r.offset(), timestamp: r.timestamp() }));
                 }
             }
             pos += u64::from(h.length);
@@ -456,7 +466,7 @@ impl Reader {
         if r.is_empty() {
             return Ok(None);
         }
-        self.next = r.next_offset();
+        self.next = r.next_fetch_offset();
         Ok(Some(r))
     }
 }

@@ -294,6 +294,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         poison_cause: Mutex::new(None),
         closed: AtomicBool::new(false),
         map_reads: opts.map_reads,
+        id: opts.id,
         lock: Mutex::new(lock),
     };
     if !clean {

@@ -26,7 +26,7 @@ fn append_read_roll_reopen() -> Result<()> {
     for i in 0..200u64 {
         let v = format!("value-{i}");
         let at = p.append(Record::new().key("k").value(v.as_str()).timestamp(i as i64 * 10))?;
-        assert_eq!(at.base_offset, i);
+        assert_eq!(at.offset, i);
     }
     assert!(p.segments().len() > 5, "expected rolls, got {:?}", p.segments());
     let got = values(&p)?;
@@ -44,7 +44,7 @@ fn append_read_roll_reopen() -> Result<()> {
     p.close()?;
     drop(p);
     let p = sim_open(&fs, small())?;
-    assert_eq!(p.next_offset(), 200);
+    assert_eq!(p.log_end_offset(), 200);
     assert_eq!(values(&p)?, got);
     Ok(())
 }
@@ -73,7 +73,7 @@ fn synced_appends_survive_power_loss() -> Result<()> {
     fs.crash(CrashMode::LoseUnsynced);
     drop(p);
     let p = sim_open(&fs, cfg)?;
-    assert_eq!(p.next_offset(), 50);
+    assert_eq!(p.log_end_offset(), 50);
     assert_eq!(values(&p)?.len(), 50);
     Ok(())
 }
@@ -94,13 +94,13 @@ fn truncate_and_advance() -> Result<()> {
     for _ in 0..40 {
         p.append_batch(&batch)?;
     }
-    assert_eq!(p.next_offset(), 200);
+    assert_eq!(p.log_end_offset(), 200);
     p.truncate_to(123)?;
-    assert_eq!(p.next_offset(), 123);
+    assert_eq!(p.log_end_offset(), 123);
     let v = values(&p)?;
     assert_eq!(v.len(), 123);
     assert_eq!(v.last().map(|x| x.0), Some(122));
-    assert_eq!(p.append(Record::with_value("x"))?.base_offset, 123);
+    assert_eq!(p.append(Record::with_value("x"))?.offset, 123);
     p.advance_log_start(61)?;
     assert_eq!(p.log_start_offset(), 61);
     assert!(matches!(p.read(60, 10), Err(Error::OffsetOutOfRange { .. })));
@@ -109,6 +109,6 @@ fn truncate_and_advance() -> Result<()> {
     drop(p);
     let p = sim_open(&fs, small())?;
     assert_eq!(p.log_start_offset(), 61);
-    assert_eq!(p.next_offset(), 124);
+    assert_eq!(p.log_end_offset(), 124);
     Ok(())
 }

@@ -8,7 +8,8 @@ use super::checkpoint::{self, Checkpoint};
 use super::recovery::delete_segment_files;
 use super::{AppendInfo, Inner, View};
 use crate::batch::{ATTR_LOG_APPEND_TIME, BatchBuilder, BatchHeader};
-use crate::config::{TimestampType, TopicConfig};
+use crate::config::{TimestampType, TopicConfig, ms_i64};
+use crate::error::TimestampBound;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{OpenMode, durable_replace};
 use crate::record::Record;
@@ -209,41 +210,35 @@ fn resolve_timestamp(record: &Record<'_>, config: &TopicConfig, now: i64) -> Res
     }
     let Some(ts) = record.timestamp else { return Ok(now) };
     if ts == i64::MIN {
-        return Err(Error::InvalidRecord { reason: "timestamp i64::MIN is reserved".into() });
+        return Err(Error::ReservedTimestamp { timestamp: ts });
     }
-    if now.saturating_sub(ts) > config.timestamp_before_max_ms {
-        return Err(Error::InvalidTimestamp {
-            timestamp: ts,
-            now,
-            direction: "before",
-            max_ms: config.timestamp_before_max_ms,
-        });
+    if let Some(max_ms) = config.timestamp_before_max_ms
+        && now.saturating_sub(ts) > ms_i64(max_ms)
+    {
+        return Err(Error::InvalidTimestamp { timestamp: ts, now, bound: TimestampBound::Before, max_ms });
     }
-    if ts.saturating_sub(now) > config.timestamp_after_max_ms {
-        return Err(Error::InvalidTimestamp {
-            timestamp: ts,
-            now,
-            direction: "after",
-            max_ms: config.timestamp_after_max_ms,
-        });
+    if let Some(max_ms) = config.timestamp_after_max_ms
+        && ts.saturating_sub(now) > ms_i64(max_ms)
+    {
+        return Err(Error::InvalidTimestamp { timestamp: ts, now, bound: TimestampBound::After, max_ms });
     }
     Ok(ts)
 }
 
 pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo> {
     if records.is_empty() {
-        return Err(Error::InvalidRecord { reason: "an append needs at least one record".into() });
+        return Err(Error::EmptyBatch);
     }
     let config = inner.config.read().clone();
-    if config.cleanup_policy.compact && records.iter().any(|r| r.key.is_none()) {
-        return Err(Error::InvalidRecord {
-            reason: "a compacted log (cleanup.policy=compact) only accepts records with a key".into(),
-        });
+    if config.cleanup_policy.compact
+        && let Some(index) = records.iter().position(|r| r.key.is_none())
+    {
+        return Err(Error::KeyRequired { index });
     }
     let now = inner.clock.now_ms();
     let info;
     let sync_needed;
-    let group = config.flush_messages == 1;
+    let group = config.flush_messages == Some(1);
     if group {
         inner.appending.fetch_add(1, Ordering::AcqRel);
     }
@@ -280,9 +275,7 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         let last_offset = match base.checked_add(count - 1) {
             Some(l) if l < crate::batch::MAX_OFFSET => l,
             _ => {
-                return Err(Error::InvalidRecord {
-                    reason: format!("the partition's offset space is exhausted (next offset {base})"),
-                });
+                return Err(Error::OffsetSpaceExhausted { log_end_offset: base, records: count });
             }
         };
 
@@ -292,7 +285,7 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         let index_full = w.opened.index.read().len() >= config.max_index_entries();
         let overflow =
             last_offset.saturating_sub(w.active.base) > u64::from(u32::MAX) || w.pos + len > u64::from(u32::MAX);
-        let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms;
+        let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms_i64();
         if w.pos > 0 && (too_big || index_full || overflow || too_old) {
             w.mark_dirty(inner)?;
             match w.roll(inner, base, config) {
@@ -325,20 +318,19 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         inner.next_offset.store(header.next_offset(), Ordering::Release);
         w.unflushed += count;
         info = AppendInfo {
+            partition: inner.id,
             base_offset: base,
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,
             record_count: header.record_count,
         };
-        sync_needed = match config.flush_messages {
-            1 => true,
-            n if w.unflushed >= n => true,
-            _ => {
-                config.flush_ms != u64::MAX && {
-                    let last = inner.sync_state.lock().last_sync_ms;
-                    now.saturating_sub(last) >= i64::try_from(config.flush_ms).unwrap_or(i64::MAX)
-                }
+        sync_needed = match (config.flush_messages, config.flush_ms) {
+            (Some(n), _) if w.unflushed >= n => true,
+            (_, Some(ms)) => {
+                let last = inner.sync_state.lock().last_sync_ms;
+                now.saturating_sub(last) >= ms_i64(ms)
             }
+            _ => false,
         };
     }
     Ok((info, sync_needed))
@@ -489,10 +481,7 @@ fn drop_segments_below(inner: &Inner, w: &mut Writer, offset: u64) -> Result<boo
 /// Starts a thread that fsyncs on `flush.ms` when the partition has such a setting. It holds
 /// only a weak reference and ends when the partition is closed or dropped.
 pub(crate) fn maybe_start_flusher(inner: &Arc<Inner>) {
-    let flush_ms = inner.config.read().flush_ms;
-    if flush_ms == u64::MAX || flush_ms == 0 {
-        return;
-    }
+    let Some(flush_ms) = inner.config.read().flush_ms.filter(|&ms| ms > 0) else { return };
     let weak: Weak<Inner> = Arc::downgrade(inner);
     let tick = Duration::from_millis((flush_ms / 2).clamp(1, 1000));
     let _ = std::thread::Builder::new().name("partlog-flush".into()).spawn(move || {
@@ -502,13 +491,13 @@ pub(crate) fn maybe_start_flusher(inner: &Arc<Inner>) {
             if inner.closed.load(Ordering::Acquire) || inner.poisoned.load(Ordering::Acquire) {
                 return;
             }
-            let ms = inner.config.read().flush_ms;
+            let Some(ms) = inner.config.read().flush_ms else { continue };
             let (synced, last) = {
                 let st = inner.sync_state.lock();
                 (st.synced, st.last_sync_ms)
             };
             let end = inner.next_offset.load(Ordering::Acquire);
-            let due = inner.clock.now_ms().saturating_sub(last) >= i64::try_from(ms).unwrap_or(i64::MAX);
+            let due = inner.clock.now_ms().saturating_sub(last) >= ms_i64(ms);
             if end > synced && due {
                 let _ = sync_to(&inner, end);
             }

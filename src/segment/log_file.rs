@@ -140,7 +140,7 @@ fn verify_streaming(
         hasher.update(&buf[..n]);
         at += n as u64;
     }
-    Ok(if hasher.finalize() == header.crc { Ok(()) } else { Err(CorruptKind::BatchChecksum) })
+    Ok(if hasher.finalize() == header.crc { batch::check_features(header) } else { Err(CorruptKind::BatchChecksum) })
 }
 
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, n: usize) -> bool {

@@ -65,8 +65,8 @@ impl SegMeta {
 pub struct SegmentInfo {
     /// First offset the segment may hold (its file name).
     pub base_offset: u64,
-    /// One past the last offset it holds.
-    pub next_offset: u64,
+    /// One past the last offset it covers (exclusive, like the log end offset).
+    pub end_offset: u64,
     /// Bytes of record batches.
     pub size: u64,
     /// Records it holds.
@@ -166,7 +166,7 @@ impl Segment {
         let m = self.meta();
         SegmentInfo {
             base_offset: m.base,
-            next_offset: m.next_offset,
+            end_offset: m.next_offset,
             size: m.size,
             record_count: m.records,
             first_timestamp: (m.first_ts != NO_TS).then_some(m.first_ts),

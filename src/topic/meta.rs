@@ -1,13 +1,14 @@
-//! `topic.properties`: a topic's partition count and configuration, in Kafka's `key=value`
-//! form, ending with a checksum line. Replaced atomically (temp, fsync, rename, fsync dir).
+//! `topic.properties`: a topic's partition count and its configuration overrides (only the
+//! keys set on the topic; the rest is inherited from the directory defaults at open), in
+//! Kafka's `key=value` form, ending with a checksum line. Replaced atomically (temp, fsync,
+//! rename, fsync dir).
 //!
 //! ```text
 //! # partlog topic metadata
 //! format.version=1
 //! partitions=3
-//! cleanup.policy=delete
-//! retention.ms=604800000
-//! ...
+//! cleanup.policy=compact
+//! retention.ms=3600000
 //! crc32=1a2b3c4d
 //! ```
 //! The CRC-32 covers every byte before the `crc32=` line.
@@ -24,7 +25,7 @@ pub(crate) fn encode(config: &TopicConfig) -> Vec<u8> {
     let mut s = String::from("# partlog topic metadata\n");
     s.push_str(&format!("format.version={VERSION}\n"));
     s.push_str(&format!("partitions={}\n", config.partitions));
-    for (k, v) in config.to_pairs() {
+    for (k, v) in config.overrides() {
         s.push_str(&format!("{k}={v}\n"));
     }
     let crc = crc32fast::hash(s.as_bytes());
@@ -61,8 +62,7 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<TopicConfig> {
         Some(found) => return Err(Error::UnsupportedVersion { path: path.to_path_buf(), found, supported: VERSION }),
         None => return Err(damaged()),
     }
-    config.partitions = partitions.filter(|&p| p > 0).ok_or_else(damaged)?;
-    Ok(config)
+    Ok(config.partitions(partitions.filter(|&p| p > 0).ok_or_else(damaged)?))
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use parking_lot::{Mutex, RwLock};
 pub use name::{MAX_TOPIC_NAME_LEN, validate_topic_name};
 pub use partitioner::{murmur2, partition_for_key};
 
+use crate::config::ConfigEntry;
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
-use crate::partition::{AppendInfo, Partition};
+use crate::partition::{AppendInfo, Partition, RecordMetadata};
 use crate::record::Record;
 use crate::segment::SegmentInfo;
 
@@ -22,16 +23,9 @@ use crate::segment::SegmentInfo;
 /// (Kafka's producer `batch.size` default).
 pub const STICKY_BATCH_BYTES: usize = 16_384;
 
-/// Where a record appended to a topic landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TopicAppend {
-    /// The partition.
-    pub partition: u32,
-    /// The record's offset in that partition.
-    pub offset: u64,
-    /// The record's timestamp as stored.
-    pub timestamp: i64,
-}
+/// The former name of [`RecordMetadata`].
+#[deprecated(note = "renamed to `RecordMetadata`, Kafka's name")]
+pub type TopicAppend = RecordMetadata;
 
 #[derive(Debug, Default)]
 struct Sticky {
@@ -43,6 +37,8 @@ struct Sticky {
 pub(crate) struct TopicInner {
     pub(crate) name: String,
     pub(crate) config: RwLock<TopicConfig>,
+    /// The directory defaults the configuration inherits from (for `describe`).
+    pub(crate) defaults: TopicConfig,
     pub(crate) partitions: RwLock<Arc<Vec<Partition>>>,
     sticky: Mutex<Sticky>,
     pub(crate) deleted: AtomicBool,
@@ -64,8 +60,11 @@ pub struct Topic {
 pub struct TopicDescription {
     /// Topic name.
     pub name: String,
-    /// Configuration in force (its `partitions` is the partition count).
+    /// Configuration in force (its partition count is the topic's).
     pub config: TopicConfig,
+    /// Every key in force with where its value comes from (topic override, directory default
+    /// or Kafka default), as `kafka-configs --describe` lists them.
+    pub config_entries: Vec<ConfigEntry>,
     /// One entry per partition, in order.
     pub partitions: Vec<PartitionDescription>,
 }
@@ -77,8 +76,8 @@ pub struct PartitionDescription {
     pub partition: u32,
     /// First readable offset.
     pub log_start_offset: u64,
-    /// Next offset to be written.
-    pub next_offset: u64,
+    /// The log end offset: the next offset to be written.
+    pub log_end_offset: u64,
     /// Bytes of record batches over all segments.
     pub size_bytes: u64,
     /// Its segments, oldest first.
@@ -86,11 +85,12 @@ pub struct PartitionDescription {
 }
 
 impl Topic {
-    pub(crate) fn new(name: String, config: TopicConfig, partitions: Vec<Partition>) -> Topic {
+    pub(crate) fn new(name: String, config: TopicConfig, defaults: TopicConfig, partitions: Vec<Partition>) -> Topic {
         Topic {
             inner: Arc::new(TopicInner {
                 name,
                 config: RwLock::new(config),
+                defaults,
                 partitions: RwLock::new(Arc::new(partitions)),
                 sticky: Mutex::new(Sticky::default()),
                 deleted: AtomicBool::new(false),
@@ -165,7 +165,7 @@ impl Topic {
     ///
     /// # Errors
     /// As [`Partition::append`]; [`Error::TopicNotFound`] after deletion.
-    pub fn append(&self, record: Record<'_>) -> Result<TopicAppend> {
+    pub fn append(&self, record: Record<'_>) -> Result<RecordMetadata> {
         self.check()?;
         let parts = self.inner.partitions.read().clone();
         let p = self.choose(&record, parts.len() as u32);
@@ -174,17 +174,26 @@ impl Topic {
             partition: p,
             count: parts.len() as u32,
         })?;
-        let info = part.append(record)?;
-        Ok(TopicAppend { partition: p, offset: info.base_offset, timestamp: info.max_timestamp })
+        let at = part.append(record)?;
+        Ok(RecordMetadata { partition: p, ..at })
     }
 
     /// Appends to an explicit partition.
     ///
     /// # Errors
     /// [`Error::PartitionNotFound`], and as [`Partition::append`].
-    pub fn append_to(&self, partition: u32, record: Record<'_>) -> Result<TopicAppend> {
-        let info: AppendInfo = self.partition(partition)?.append(record)?;
-        Ok(TopicAppend { partition, offset: info.base_offset, timestamp: info.max_timestamp })
+    pub fn append_to(&self, partition: u32, record: Record<'_>) -> Result<RecordMetadata> {
+        let at = self.partition(partition)?.append(record)?;
+        Ok(RecordMetadata { partition, ..at })
+    }
+
+    /// Appends records to an explicit partition as one atomic batch.
+    ///
+    /// # Errors
+    /// [`Error::PartitionNotFound`], and as [`Partition::append_batch`].
+    pub fn append_batch_to(&self, partition: u32, records: &[Record<'_>]) -> Result<AppendInfo> {
+        let info = self.partition(partition)?.append_batch(records)?;
+        Ok(AppendInfo { partition, ..info })
     }
 
     /// Appends many records: they are grouped by partition and each group is written as one
@@ -192,9 +201,13 @@ impl Topic {
     /// landed, in input order.
     ///
     /// # Errors
-    /// As [`Partition::append_batch`]. Groups written before a failing one stay written.
-    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Vec<TopicAppend>> {
+    /// As [`Partition::append_batch`] (an empty slice is [`Error::EmptyBatch`]). Groups
+    /// written before a failing one stay written.
+    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Vec<RecordMetadata>> {
         self.check()?;
+        if records.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
         let parts = self.inner.partitions.read().clone();
         let count = parts.len() as u32;
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); parts.len()];
@@ -204,7 +217,7 @@ impl Topic {
                 g.push(i);
             }
         }
-        let mut out = vec![TopicAppend { partition: 0, offset: 0, timestamp: 0 }; records.len()];
+        let mut out = vec![RecordMetadata { partition: 0, offset: 0, timestamp: 0 }; records.len()];
         let mut batch: Vec<Record<'_>> = Vec::new();
         for (p, idxs) in groups.iter().enumerate() {
             if idxs.is_empty() {
@@ -216,7 +229,7 @@ impl Topic {
             let info = part.append_batch(&batch)?;
             for (k, &i) in idxs.iter().enumerate() {
                 if let Some(slot) = out.get_mut(i) {
-                    *slot = TopicAppend {
+                    *slot = RecordMetadata {
                         partition: p as u32,
                         offset: info.base_offset + k as u64,
                         timestamp: info.max_timestamp,
@@ -249,12 +262,14 @@ impl Topic {
                 PartitionDescription {
                     partition: i as u32,
                     log_start_offset: p.log_start_offset(),
-                    next_offset: p.next_offset(),
+                    log_end_offset: p.log_end_offset(),
                     size_bytes: segments.iter().map(|s| s.size).sum(),
                     segments,
                 }
             })
             .collect();
-        TopicDescription { name: self.inner.name.clone(), config: self.config(), partitions }
+        let config = self.config();
+        let config_entries = config.entries(&self.inner.defaults);
+        TopicDescription { name: self.inner.name.clone(), config, config_entries, partitions }
     }
 }

@@ -1335,7 +1335,7 @@ fn crash_workload(rep: &mut Report, cfg: &Cfg) {
             if sys == "partlog" {
                 let p = Partition::open(&path).or_die("partlog reopen after crash");
                 times.push(t.elapsed().as_secs_f64() * 1e3);
-                found = p.next_offset();
+                found = p.log_end_offset();
                 p.close().or_die("partlog close");
             } else {
                 let log = CommitLog::new(LogOptions::new(&path)).or_die("commitlog reopen after crash");
