@@ -62,6 +62,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod batch;
+mod cleaner;
 mod clock;
 mod config;
 mod error;
@@ -71,11 +72,16 @@ pub mod fs;
 #[cfg(not(any(test, feature = "testing")))]
 mod fs;
 mod logdir;
+mod maintenance;
 mod partition;
 mod record;
+mod retention;
 pub mod segment;
 mod topic;
 
+pub use cleaner::{
+    CleanerOptions, CleanerStatus, CompactionReport, DEFAULT_DEDUPE_BUFFER_BYTES, DEFAULT_DEDUPE_LOAD_FACTOR,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CleanupPolicy, ConfigEntry, ConfigSource, DEFAULT_DELETE_RETENTION_MS, DEFAULT_FILE_DELETE_DELAY_MS,
@@ -85,13 +91,17 @@ pub use config::{
 };
 pub use error::{CorruptKind, Error, Result, TimestampBound};
 pub use logdir::{LogDir, LogDirOptions};
+pub use maintenance::{
+    CLEANER_BACKOFF, MAX_MAINTENANCE_INTERVAL, Maintenance, MaintenanceReport, MaintenanceWorker, PartitionRef,
+};
 #[allow(deprecated)]
 pub use partition::TimestampOffset;
 pub use partition::{
     AppendInfo, LogIter, OffsetAndTimestamp, Partition, PartitionOptions, Reader, RecordMetadata, Records, RecordsIter,
-    RecoveryMode,
+    RecoveryMode, RecoveryReport, TailCut,
 };
 pub use record::{Header, HeaderIter, IntoBytes, Record, RecordRef, StoredRecord};
+pub use retention::{DeleteReason, RetentionReport};
 #[allow(deprecated)]
 pub use topic::TopicAppend;
 pub use topic::{

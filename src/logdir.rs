@@ -21,11 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::cleaner::{CleanerOptions, CompactionReport, Throttle};
 use crate::clock::{Clock, SystemClock};
 use crate::config::TopicConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{DirLock, EntryKind, Fs, OpenMode, StdFs, durable_replace};
+use crate::maintenance::{Maintenance, MaintenanceWorker, PartitionRef};
 use crate::partition::{Partition, PartitionOptions, RecoveryMode};
+use crate::retention::RetentionReport;
 use crate::segment::{DEFAULT_OPEN_SEGMENTS, HandleCache};
 use crate::topic::{Topic, TopicDescription, meta, validate_topic_name};
 
@@ -47,6 +50,7 @@ pub struct LogDirOptions {
     open_segments: usize,
     recovery: RecoveryMode,
     mmap_reads: bool,
+    cleaner: CleanerOptions,
 }
 
 impl Default for LogDirOptions {
@@ -58,6 +62,7 @@ impl Default for LogDirOptions {
             open_segments: DEFAULT_OPEN_SEGMENTS,
             recovery: RecoveryMode::Strict,
             mmap_reads: cfg!(target_os = "linux"),
+            cleaner: CleanerOptions::default(),
         }
     }
 }
@@ -100,6 +105,12 @@ impl LogDirOptions {
         self.mmap_reads = on;
         self
     }
+    /// Compaction engine settings for the directory's maintenance driver (Kafka's
+    /// `log.cleaner.*`).
+    pub fn cleaner(mut self, options: CleanerOptions) -> Self {
+        self.cleaner = options;
+        self
+    }
     /// Opens or creates the log directory.
     ///
     /// # Errors
@@ -122,6 +133,8 @@ struct DirInner {
     closed: AtomicBool,
     nonce: AtomicU64,
     lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// The cleaner's I/O limit, shared by every pass in the directory.
+    throttle: Arc<Throttle>,
 }
 
 /// A directory of topics: what an application opens.
@@ -203,6 +216,7 @@ impl LogDir {
         }
         fs.sync_dir(path).at(path)?;
         let cache = HandleCache::new(opts.open_segments);
+        let throttle = Arc::new(Throttle::new(opts.cleaner.io_max_bytes_per_second));
         Ok(LogDir {
             inner: Arc::new(DirInner {
                 path: path.to_path_buf(),
@@ -213,6 +227,7 @@ impl LogDir {
                 closed: AtomicBool::new(false),
                 nonce: AtomicU64::new(0),
                 lock: Mutex::new(Some(lock)),
+                throttle,
             }),
         })
     }
@@ -227,6 +242,67 @@ impl LogDir {
     /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Every partition of every topic, opening the topics not open yet.
+    pub(crate) fn all_partitions(&self) -> Result<Vec<(String, Partition)>> {
+        let mut out = Vec::new();
+        for name in self.topics()? {
+            let t = self.topic(&name)?;
+            out.extend(t.partitions().into_iter().map(|p| (name.clone(), p)));
+        }
+        Ok(out)
+    }
+
+    /// The directory's maintenance driver, to step from the application's own thread
+    /// ([`Maintenance::run_once`]).
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance::new(self.clone(), self.inner.opts.cleaner.clone(), Arc::clone(&self.inner.throttle))
+    }
+
+    /// Starts the maintenance driver on one background thread (`partlog-maintenance`), which
+    /// runs it whenever it asks to until [`MaintenanceWorker::stop`], or until the directory
+    /// is closed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the thread cannot be started.
+    pub fn start_maintenance(&self) -> Result<MaintenanceWorker> {
+        MaintenanceWorker::start(self.maintenance()).map_err(|e| Error::io(&self.inner.path, e))
+    }
+
+    /// Runs retention on every partition now (see [`Partition::run_retention`]).
+    ///
+    /// # Errors
+    /// The first error; partitions before it were processed.
+    pub fn run_retention(&self) -> Result<Vec<(PartitionRef, RetentionReport)>> {
+        let mut out = Vec::new();
+        for (topic, p) in self.all_partitions()? {
+            let r = p.run_retention()?;
+            out.push((PartitionRef { topic, partition: p.id() }, r));
+        }
+        Ok(out)
+    }
+
+    /// Runs one compaction pass on every partition of every compacted topic now, with the
+    /// directory's cleaner options (see [`Partition::compact`]).
+    ///
+    /// # Errors
+    /// The first error; partitions before it were processed.
+    pub fn compact(&self) -> Result<Vec<(PartitionRef, CompactionReport)>> {
+        let mut out = Vec::new();
+        for (topic, p) in self.all_partitions()? {
+            if !p.config().cleanup_policy.compact {
+                continue;
+            }
+            let r = p.compact_throttled(&self.inner.opts.cleaner, &self.inner.throttle, true)?;
+            out.push((PartitionRef { topic, partition: p.id() }, r));
+        }
+        Ok(out)
     }
 
     /// The directory-wide topic defaults set when it was opened.

@@ -173,29 +173,43 @@ fn failed_write_poisons() -> TestResult {
 // ---------------------------------------------------------------------------------------------
 // Disk full.
 
-/// A failed preallocation (the first append of a segment reserves the whole segment) returns
-/// `StorageFull`, changes nothing and does not poison: after space is freed the same append
-/// succeeds at the next offset.
+/// A full disk fails an append with `StorageFull`, changes nothing and does not poison. The
+/// preallocation step never makes a disk look full early: when a step does not fit, the
+/// append reserves just what it needs, so the disk fills to the last record, and after space
+/// is freed the same append succeeds at the next offset.
 #[test]
 fn storage_full_on_preallocation_does_not_poison() -> TestResult {
     let cfg = TopicConfig::default().segment_bytes(64 << 10).durability(Durability::EveryAppend);
     let fs = SimFs::new();
     let p = sim_open(&fs, &cfg)?;
-    // Far less than one segment's preallocation.
-    fs.set_capacity(Some(16 << 10));
+    // Far less than one preallocation step (64 KiB), room for a few dozen records.
+    fs.set_capacity(Some(fs.used_bytes() + (4 << 10)));
+    let mut n = 0;
+    let err = loop {
+        match append_nth(&p, n) {
+            Ok(info) => {
+                assert_eq!(info.base_offset, n);
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(n < 1_000, "a 4 KiB disk never filled");
+    };
+    assert!(matches!(err, Error::StorageFull { .. }), "{err:?}");
+    assert!(n >= 20, "only {n} appends fit in 4 KiB: the reservation asked for more than the appends needed");
     for attempt in 0..3 {
-        let r = append_nth(&p, 0);
+        let r = append_nth(&p, n);
         assert!(matches!(r, Err(Error::StorageFull { .. })), "attempt {attempt}: {r:?}");
-        assert_eq!(p.log_end_offset(), 0);
+        assert_eq!(p.log_end_offset(), n);
         assert!(p.flush().is_ok(), "a failed preallocation must not poison");
     }
     fs.set_capacity(None);
-    for i in 0..10 {
+    for i in n..n + 10 {
         assert_eq!(append_nth(&p, i)?.base_offset, i);
     }
     p.close()?;
     let p = sim_open(&fs, &cfg)?;
-    assert_records(&p, 10, "after reopen")?;
+    assert_records(&p, n + 10, "after reopen")?;
     Ok(())
 }
 
@@ -277,27 +291,47 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
 }
 
-/// A real full disk: a 4 MiB tmpfs (needs root; skipped otherwise). Appends fail with
-/// `StorageFull`; removing a file planted earlier frees space and appends work again.
+/// Free bytes on the file system holding `path`.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and an owned, writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return u64::MAX;
+    }
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// A real full disk: an 8 MiB tmpfs (needs root; skipped otherwise), with the default
+/// configuration (1 GiB segments, far larger than the disk) and with 16 MiB segments. Appends
+/// fail with `StorageFull` only once the disk is really full, and work again as soon as a
+/// little space is freed.
 #[test]
 fn storage_full_on_real_tmpfs() -> TestResult {
     if !is_root() {
         println!("SKIP: storage_full_on_real_tmpfs needs root to mount a tmpfs");
         return Ok(());
     }
+    for cfg in [TopicConfig::default(), TopicConfig::default().segment_bytes(16 << 20)] {
+        storage_full_on_tmpfs_with(cfg)?;
+    }
+    Ok(())
+}
+
+fn storage_full_on_tmpfs_with(cfg: TopicConfig) -> TestResult {
     let tmp = tempfile::tempdir()?;
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt)?;
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&mnt).status();
+    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&mnt).status();
     if !status.as_ref().is_ok_and(|s| s.success()) {
         println!("SKIP: storage_full_on_real_tmpfs: mount -t tmpfs failed: {status:?}");
         return Ok(());
     }
     let _mount = Mount(mnt.clone());
     let ballast = mnt.join("ballast");
-    std::fs::write(&ballast, vec![7u8; 1 << 20])?;
+    std::fs::write(&ballast, vec![7u8; 256 << 10])?;
     let dir = mnt.join("events-0");
-    let cfg = TopicConfig::default().segment_bytes(256 << 10).durability(Durability::Os);
     let mut n = 0u64;
     {
         let p = Partition::open_with(&dir, cfg.clone())?;
@@ -315,12 +349,15 @@ fn storage_full_on_real_tmpfs() -> TestResult {
                 }
                 Err(e) => break e,
             }
-            assert!(n < 10_000, "a 4 MiB tmpfs never filled");
+            assert!(n < 10_000, "an 8 MiB tmpfs never filled");
         };
         assert!(matches!(err, Error::StorageFull { .. }), "append #{n} on a full disk gave {err:?}");
-        assert!(n > 100, "only {n} appends fit");
+        let free = free_bytes(&mnt);
+        assert!(free < 64 << 10, "StorageFull with {free} bytes still free ({cfg:?})");
+        assert!(n > 3_000, "only {n} appends of 2 KB fit in 8 MiB");
+        // Freeing a quarter of a MiB lets about a hundred more records in, at once.
         std::fs::remove_file(&ballast)?;
-        for _ in 0..20 {
+        for _ in 0..100 {
             let v = big(n);
             let info = p.append(Record::new().key(key_of(n)).value(&v).timestamp(T0 + n as i64))?;
             assert_eq!(info.offset, n, "append after freeing space");
@@ -328,7 +365,7 @@ fn storage_full_on_real_tmpfs() -> TestResult {
         }
         p.close()?;
     }
-    let p = Partition::open_with(&dir, cfg)?;
+    let p = Partition::open_with(&dir, cfg.clone())?;
     let got = read_all(&p)?;
     assert_eq!(got.len() as u64, n);
     for (i, r) in got.iter().enumerate() {
@@ -473,7 +510,7 @@ fn group_commit_concurrent_appends() -> TestResult {
     }
     p.close()?;
     drop(p);
-    let p = Partition::open_with(&dir, cfg)?;
+    let p = Partition::open_with(&dir, cfg.clone())?;
     let got = read_all(&p)?;
     assert_eq!(got.len() as u64, THREADS * PER);
     for (t, offs) in by_thread.iter().enumerate() {

@@ -533,7 +533,7 @@ fn damaged_and_foreign_checkpoints() -> TestResult {
     let mut cases: Vec<(String, Vec<u8>)> = vec![
         ("empty".into(), vec![]),
         ("one byte".into(), vec![b'P']),
-        ("header only".into(), good[..40].to_vec()),
+        ("header only".into(), good[..48].to_vec()),
         ("truncated".into(), good[..good.len() - 1].to_vec()),
         ("extended".into(), [good.as_slice(), &[0u8; 56]].concat()),
         ("zeros".into(), vec![0u8; good.len()]),
@@ -561,14 +561,14 @@ fn damaged_and_foreign_checkpoints() -> TestResult {
         std::fs::write(dir.join(CHECKPOINT), &good)?;
     }
 
-    for version in [0u16, 2, 7, u16::MAX] {
+    for version in [0u16, 1, 3, 7, u16::MAX] {
         let mut b = good.clone();
         b[4..6].copy_from_slice(&version.to_le_bytes());
         reseal(&mut b);
         std::fs::write(dir.join(CHECKPOINT), &b)?;
         match Partition::open_with(&dir, small()) {
             Err(Error::UnsupportedVersion { path, found, supported }) => {
-                assert_eq!((path, found, supported), (dir.join(CHECKPOINT), u32::from(version), 1));
+                assert_eq!((path, found, supported), (dir.join(CHECKPOINT), u32::from(version), 2));
             }
             other => return Err(format!("version {version}: expected UnsupportedVersion, got {other:?}").into()),
         }
@@ -619,7 +619,7 @@ fn forged_checkpoints(fields: &[&str]) -> TestResult {
         }
     }
     for i in 0..nsegs {
-        let e = 40 + 56 * i;
+        let e = 48 + 56 * i;
         for (name, at) in [("base", 0), ("size", 8), ("next", 16), ("records", 24), ("max ts off", 48)] {
             if !fields.contains(&name) {
                 continue;

@@ -358,3 +358,44 @@ fn reads_without_memory_maps_return_the_same_records() -> R {
     }
     Ok(())
 }
+
+#[test]
+fn the_longest_valid_topic_name_can_be_created_and_deleted() -> R {
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("data");
+    let dir = LogDir::open(&path)?;
+    let name = "t".repeat(partlog::MAX_TOPIC_NAME_LEN);
+    let t = dir.create_topic(&name, TopicConfig::default().partitions(2))?;
+    t.append(Record::new().key("k").value("v"))?;
+    assert_eq!(dir.topics()?, vec![name.clone()]);
+    dir.delete_topic(&name)?;
+    assert!(dir.topics()?.is_empty());
+    // Names of every length near the limit, with characters a suffix could collide with.
+    for len in [230, 240, 248] {
+        let name = format!("{}.x-{}", "a".repeat(len - 4), "b");
+        assert_eq!(name.len(), len);
+        dir.create_topic(&name, TopicConfig::default())?;
+        dir.delete_topic(&name)?;
+    }
+    dir.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_foreign_directory_is_refused_and_left_untouched() -> R {
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("mine");
+    std::fs::create_dir(&path)?;
+    std::fs::write(path.join("notes.txt"), b"not a log")?;
+    let before: Vec<_> = std::fs::read_dir(&path)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    let err = LogDir::open(&path).err().ok_or("a foreign directory was opened")?;
+    assert!(matches!(err, Error::NotALogDir { .. }), "{err:?}");
+    let after: Vec<_> = std::fs::read_dir(&path)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    assert_eq!(before, after, "opening a foreign directory wrote into it");
+    // A file that is not a directory is refused as well, and not replaced.
+    let file = tmp.path().join("plain");
+    std::fs::write(&file, b"x")?;
+    assert!(matches!(LogDir::open(&file), Err(Error::NotALogDir { .. })));
+    assert_eq!(std::fs::read(&file)?, b"x");
+    Ok(())
+}

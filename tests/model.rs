@@ -214,7 +214,7 @@ fn append_at_the_end_of_the_offset_space_fails_cleanly() -> Result<(), Box<dyn s
 }
 
 /// A power failure during `truncate_to` must leave the log truncated or not, and openable. The
-/// durable `truncate.intent` used to count bytes of the active segment that were never fsynced
+/// durable truncation intent used to count bytes of the active segment that were never fsynced
 /// (`Durability::Os`): after the crash the segment was shorter than the cut, and
 /// `redo_on_open` failed with "file ends early" on every open. Found by
 /// `partition_matches_model` (`CrashDuring`); fixed in 7da68c0.
@@ -241,7 +241,7 @@ fn crash_during_truncate_of_unsynced_data_reopens() -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-/// A checksummed `truncate.intent` whose target lies outside the offset space (above
+/// A checksummed segment intent (then `truncate.intent`) whose target lies outside the offset space (above
 /// `i64::MAX`) must not be carried out. It was, by `truncate::redo_on_open`, which ran after
 /// the check that refuses such segment bases: the log restarted at that target, the partition
 /// opened and closed cleanly, and then never opened again (`Corrupt { kind: Metadata }` for the
@@ -258,19 +258,17 @@ fn truncation_intent_outside_the_offset_space_is_not_carried_out() -> Result<(),
     p.append(Record::with_value("kept"))?;
     p.close()?;
     drop(p);
-    // Layout from src/partition/truncate.rs: magic, version 1, kind 1 (full), target, base,
-    // cut, rewrite length 0, CRC-32.
+    // Layout from src/partition/intent.rs: magic, version 1, kind 1 (reset), payload length 8,
+    // the target, CRC-32.
     let mut intent = Vec::new();
-    intent.extend_from_slice(b"PLTR");
+    intent.extend_from_slice(b"PLIN");
     intent.extend_from_slice(&1u16.to_le_bytes());
     intent.extend_from_slice(&1u16.to_le_bytes());
+    intent.extend_from_slice(&8u32.to_le_bytes());
     intent.extend_from_slice(&(u64::MAX - 5).to_le_bytes());
-    intent.extend_from_slice(&0u64.to_le_bytes());
-    intent.extend_from_slice(&0u64.to_le_bytes());
-    intent.extend_from_slice(&0u32.to_le_bytes());
     let crc = crc32fast::hash(&intent);
     intent.extend_from_slice(&crc.to_le_bytes());
-    fs.write_file(Path::new("/p/truncate.intent"), &intent)?;
+    fs.write_file(Path::new("/p/segments.intent"), &intent)?;
     if let Ok(p) = open() {
         // If it opens, it must open again after a clean close.
         let end = p.log_end_offset();

@@ -97,28 +97,34 @@ fn flush_messages_syncs_every_n_records() -> R {
 }
 
 #[test]
-fn flush_ms_syncs_in_the_background() -> R {
+fn flush_ms_is_kept_by_the_maintenance_driver() -> R {
     let fs = SimFs::new();
     let clock = ManualClock::new(0);
+    let dir = LogDir::options().fs(fs.clone()).clock(clock.clone()).open("/d")?;
     let config = TopicConfig::default()
         .durability(Durability::Periodic { messages: None, interval: Some(Duration::from_millis(20)) });
-    let p = open(&fs, config.clone(), clock.clone())?;
+    let t = dir.create_topic("t", config)?;
     clock.advance(1);
-    p.append(Record::with_value("late"))?;
-    let ops = fs.mutating_ops();
+    t.append(Record::with_value("late"))?;
+    let mut m = dir.maintenance();
+    let first = m.run_once();
+    assert!(first.flushed.is_empty(), "flushed before flush.ms passed: {first:?}");
+    assert!(first.next_run_in <= Duration::from_millis(20), "{first:?}");
     clock.advance(1_000);
-    // The flusher wakes every 10 ms of real time and sees 1000 ms of clock time passed: wait
-    // (up to 10 s on a slow machine) for it to do its fsync, then cut the power.
-    for _ in 0..1_000 {
-        if fs.mutating_ops() > ops {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let report = m.run_once();
+    assert_eq!(report.flushed.len(), 1, "{report:?}");
+    // A flush.ms set later, on a live topic, is kept too.
+    let u = dir.create_topic("u", TopicConfig::default())?;
+    u.append(Record::with_value("later"))?;
+    dir.alter_topic_config("u", &[("flush.ms", "50")])?;
+    clock.advance(100);
+    let report = m.run_once();
+    assert_eq!(report.flushed.iter().map(|r| r.topic.as_str()).collect::<Vec<_>>(), ["u"], "{report:?}");
     fs.crash(CrashMode::LoseUnsynced);
-    drop(p);
-    let p = open(&fs, config, clock)?;
-    assert_eq!(p.log_end_offset(), 1, "the record was not synced by the flush.ms flusher");
+    drop((t, u, m, dir));
+    let dir = LogDir::options().fs(fs.clone()).clock(clock).open("/d")?;
+    assert_eq!(dir.topic("t")?.partition(0)?.log_end_offset(), 1, "the flush.ms fsync did not happen");
+    assert_eq!(dir.topic("u")?.partition(0)?.log_end_offset(), 1, "the altered flush.ms was not kept");
     Ok(())
 }
 

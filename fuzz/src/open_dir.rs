@@ -2,7 +2,7 @@
 //!
 //! Input layout (see [`Layout`]): a flags byte, the segment count, the first base offset, the
 //! configuration, then per segment its `.log`, `.index` and `.timeindex` (u16 length, then
-//! bytes; length `0xFFFF` = no such file), then `partition.checkpoint` and `truncate.intent`
+//! bytes; length `0xFFFF` = no such file), then `partition.checkpoint` and `segments.intent`
 //! the same way, then timestamps to probe. Flags ask the harness to repair checksums, offsets and summaries, so
 //! that the fuzzer reaches the code behind them.
 //!
@@ -75,7 +75,7 @@ pub struct Layout {
     pub segments: Vec<SegFiles>,
     /// Checkpoint bytes (a perturbation script with [`SYNTH_CHECKPOINT`]).
     pub checkpoint: Option<Vec<u8>>,
-    /// `truncate.intent` bytes.
+    /// `segments.intent` bytes.
     pub intent: Option<Vec<u8>>,
     /// With [`EXTRAS`]: bit 0 symlink posing as a log, bit 1 `partition.checkpoint.tmp`,
     /// bit 2 directory posing as an index, bit 3 orphan index, bit 4 stale lock file.
@@ -202,7 +202,7 @@ pub fn plant(l: &Layout) -> (Arc<SimFs>, PathBuf) {
         if l.flags & FIX_CHECKPOINT != 0 {
             spec::fix_intent(&mut intent);
         }
-        fs.write_file(&dir.join("truncate.intent"), &intent).expect("plant intent");
+        fs.write_file(&dir.join(spec::INTENT_FILE), &intent).expect("plant intent");
     }
     // Odd entries; one that collides with a planted file is left out.
     let other = metas.last().map_or(l.base, |m| m.next_offset).saturating_add(1000);
@@ -234,6 +234,7 @@ pub fn synth_checkpoint(metas: &[Meta], script: &[u8]) -> Checkpoint {
         log_start: metas.first().map_or(0, |m| m.base),
         recovery_point: metas.last().map_or(0, |m| m.base),
         next_offset: metas.last().map_or(0, |m| m.next_offset),
+        cleaner_offset: metas.first().map_or(0, |m| m.base),
         segments: metas.to_vec(),
     };
     let mut inp = Input::new(script);
@@ -412,7 +413,7 @@ pub fn metadata_is_truthful(fs: &SimFs, dir: &Path, config: &TopicConfig, recove
         .filter_map(|n| Some((n.strip_suffix(".log")?.parse().ok()?, fs.read_file(&dir.join(n)).ok()?)))
         .collect();
     logs.sort_unstable();
-    if fs.exists(&dir.join("truncate.intent")) {
+    if fs.exists(&dir.join(spec::INTENT_FILE)) {
         // A truncation to redo: what the logs should hold is the intent's business.
         return false;
     }
@@ -483,7 +484,7 @@ pub fn capture(fs: &SimFs, dir: &Path, flags: u8, segment_bytes: u32, interval: 
         interval: (interval / 4) as u8,
         segments,
         checkpoint: read(dir.join("partition.checkpoint")),
-        intent: read(dir.join("truncate.intent")),
+        intent: read(dir.join(spec::INTENT_FILE)),
         extras: 0,
         probes: [1_005, 0],
     }
@@ -552,7 +553,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             drop(p);
             fs
         })
-        .find(|fs| fs.exists(&dir.join("truncate.intent")))
+        .find(|fs| fs.exists(&dir.join(spec::INTENT_FILE)))
         .expect("a crash point with the intent on disk");
     let all_fixes = FIX_CHECKPOINT | FIX_INDEXES | FIX_LOG_CRC | FIX_LOG_OFFSETS | INDEX_SUMMARIES;
     let mut synth = capture(&clean, dir, all_fixes | SYNTH_CHECKPOINT, segment_bytes, interval);

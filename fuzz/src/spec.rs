@@ -310,11 +310,14 @@ pub struct Checkpoint {
     pub recovery_point: u64,
     /// Log end offset.
     pub next_offset: u64,
+    /// Compaction has cleaned everything below this.
+    pub cleaner_offset: u64,
     /// Segment summaries.
     pub segments: Vec<Meta>,
 }
 
-const CP_HEADER: usize = 40;
+const CP_HEADER: usize = 48;
+const CP_VERSION: u16 = 2;
 const CP_ENTRY: usize = 56;
 
 impl Checkpoint {
@@ -322,12 +325,13 @@ impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![0u8; CP_HEADER + CP_ENTRY * self.segments.len() + 4];
         out[..4].copy_from_slice(b"PLCP");
-        out[4..6].copy_from_slice(&1u16.to_le_bytes());
+        out[4..6].copy_from_slice(&CP_VERSION.to_le_bytes());
         out[6..8].copy_from_slice(&u16::from(self.clean).to_le_bytes());
         put_u64(&mut out, 8, self.log_start);
         put_u64(&mut out, 16, self.recovery_point);
         put_u64(&mut out, 24, self.next_offset);
         put_u32(&mut out, 32, self.segments.len() as u32);
+        put_u64(&mut out, 40, self.cleaner_offset);
         for (i, m) in self.segments.iter().enumerate() {
             put_meta(&mut out[CP_HEADER + i * CP_ENTRY..], m);
         }
@@ -344,7 +348,7 @@ pub fn fix_checkpoint(buf: &mut Vec<u8>) {
     let n = (buf.len() - CP_HEADER - 4) / CP_ENTRY;
     buf.truncate(CP_HEADER + n * CP_ENTRY + 4);
     buf[..4].copy_from_slice(b"PLCP");
-    buf[4..6].copy_from_slice(&1u16.to_le_bytes());
+    buf[4..6].copy_from_slice(&CP_VERSION.to_le_bytes());
     put_u32(buf, 32, n as u32);
     let end = buf.len() - 4;
     let crc = crc32(&buf[..end]);
@@ -406,7 +410,7 @@ fn get_meta(e: &[u8]) -> Meta {
 impl Checkpoint {
     /// Decodes a checkpoint; `None` when any check fails.
     pub fn decode(buf: &[u8]) -> Option<Checkpoint> {
-        if buf.len() < CP_HEADER + 4 || &buf[..4] != b"PLCP" || buf[4..6] != 1u16.to_le_bytes() {
+        if buf.len() < CP_HEADER + 4 || &buf[..4] != b"PLCP" || buf[4..6] != CP_VERSION.to_le_bytes() {
             return None;
         }
         let n = get_u32(buf, 32) as usize;
@@ -422,21 +426,28 @@ impl Checkpoint {
             log_start: get_u64(buf, 8),
             recovery_point: get_u64(buf, 16),
             next_offset: get_u64(buf, 24),
+            cleaner_offset: get_u64(buf, 40),
             segments: buf[CP_HEADER..end].chunks_exact(CP_ENTRY).map(get_meta).collect(),
         })
     }
 }
 
-/// Repairs a fuzzed `truncate.intent`: magic, version, rewrite length from the size, checksum.
+/// Name of the segment-set intent file.
+pub const INTENT_FILE: &str = "segments.intent";
+
+/// Repairs a fuzzed `segments.intent`: magic, version, kind (mod 3), payload length from the
+/// size, checksum.
 pub fn fix_intent(buf: &mut Vec<u8>) {
-    const H: usize = 36;
+    const H: usize = 12;
     if buf.len() < H + 4 {
         buf.resize(H + 4, 0);
     }
-    buf[..4].copy_from_slice(b"PLTR");
+    buf[..4].copy_from_slice(b"PLIN");
     buf[4..6].copy_from_slice(&1u16.to_le_bytes());
+    let kind = u16::from_le_bytes([buf[6], buf[7]]) % 3;
+    buf[6..8].copy_from_slice(&kind.to_le_bytes());
     let n = (buf.len() - H - 4) as u32;
-    put_u32(buf, 32, n);
+    put_u32(buf, 8, n);
     let end = buf.len() - 4;
     let crc = crc32(&buf[..end]);
     put_u32(buf, end, crc);

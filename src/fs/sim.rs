@@ -343,6 +343,19 @@ impl State {
         seen
     }
 
+    /// Bytes of all files reachable from the root or open (and `also`).
+    fn used_bytes(&self, also: Option<Ino>) -> u64 {
+        let mut inos = self.reachable(ROOT, false);
+        inos.extend(self.open.keys().copied());
+        inos.extend(also);
+        inos.iter()
+            .filter_map(|i| match self.nodes.get(i) {
+                Some(Node::File(f)) => Some(f.data.len() as u64),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Fails with `StorageFull` if growing file `ino` to `new_len` exceeds the capacity.
     fn check_growth(&self, ino: Ino, new_len: usize) -> io::Result<()> {
         let Some(cap) = self.capacity else { return Ok(()) };
@@ -350,16 +363,7 @@ impl State {
         if new_len <= old {
             return Ok(());
         }
-        let mut inos = self.reachable(ROOT, false);
-        inos.extend(self.open.keys().copied());
-        inos.insert(ino);
-        let used: u64 = inos
-            .iter()
-            .filter_map(|i| match self.nodes.get(i) {
-                Some(Node::File(f)) => Some(f.data.len() as u64),
-                _ => None,
-            })
-            .sum();
+        let used = self.used_bytes(Some(ino));
         let total = used.saturating_sub(old as u64).saturating_add(new_len as u64);
         if total > cap {
             return Err(io::Error::from(ErrorKind::StorageFull));
@@ -469,6 +473,12 @@ impl SimFs {
     /// has no effect. `None` (the default) means unlimited.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.state.lock().capacity = bytes;
+    }
+
+    /// Bytes of all files reachable from the root or still open: what
+    /// [`set_capacity`](Self::set_capacity) counts.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.lock().used_bytes(None)
     }
 
     /// How many mutating operations have succeeded so far.

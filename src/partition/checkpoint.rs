@@ -3,15 +3,16 @@
 //! | byte | field | type |
 //! |---:|---|---|
 //! | 0 | magic `PLCP` | [u8; 4] |
-//! | 4 | version (1) | u16 |
+//! | 4 | version (2) | u16 |
 //! | 6 | flags: bit 0 = clean shutdown | u16 |
 //! | 8 | log start offset | u64 |
 //! | 16 | recovery point: base offset of the first segment to re-validate after a crash | u64 |
 //! | 24 | log end offset when written | u64 |
 //! | 32 | segment count N | u32 |
 //! | 36 | reserved | u32 |
-//! | 40 | N segment summaries, 56 bytes each: base, size, next offset, records, first timestamp, max timestamp, offset of max timestamp | |
-//! | 40 + 56N | CRC-32 of all preceding bytes | u32 |
+//! | 40 | cleaner offset: compaction has cleaned everything below it (Kafka's first dirty offset) | u64 |
+//! | 48 | N segment summaries, 56 bytes each: base, size, next offset, records, first timestamp, max timestamp, offset of max timestamp | |
+//! | 48 + 56N | CRC-32 of all preceding bytes | u32 |
 //!
 //! Every segment below the recovery point was fsynced before the checkpoint naming it was
 //! written, so reopening after a crash re-validates only the segments from the recovery point
@@ -23,8 +24,8 @@ use crate::segment::SegMeta;
 
 pub(crate) const FILE_NAME: &str = "partition.checkpoint";
 const MAGIC: &[u8; 4] = b"PLCP";
-const VERSION: u16 = 1;
-const HEADER_LEN: usize = 40;
+pub(crate) const VERSION: u16 = 2;
+const HEADER_LEN: usize = 48;
 const ENTRY_LEN: usize = 56;
 const FLAG_CLEAN: u16 = 1;
 /// Refuse to allocate for more segments than this from a file's count field.
@@ -36,6 +37,7 @@ pub(crate) struct Checkpoint {
     pub log_start: u64,
     pub recovery_point: u64,
     pub next_offset: u64,
+    pub cleaner_offset: u64,
     pub segments: Vec<SegMeta>,
 }
 
@@ -56,6 +58,7 @@ impl Checkpoint {
         LE::write_u64(&mut out[16..24], self.recovery_point);
         LE::write_u64(&mut out[24..32], self.next_offset);
         LE::write_u32(&mut out[32..36], self.segments.len() as u32);
+        LE::write_u64(&mut out[40..48], self.cleaner_offset);
         for (i, m) in self.segments.iter().enumerate() {
             let e = &mut out[HEADER_LEN + i * ENTRY_LEN..HEADER_LEN + (i + 1) * ENTRY_LEN];
             LE::write_u64(&mut e[0..8], m.base);
@@ -110,6 +113,7 @@ impl Checkpoint {
             log_start: LE::read_u64(&h[8..16]),
             recovery_point: LE::read_u64(&h[16..24]),
             next_offset: LE::read_u64(&h[24..32]),
+            cleaner_offset: LE::read_u64(&h[40..48]),
             segments,
         })
     }
@@ -126,6 +130,7 @@ mod tests {
             log_start: 5,
             recovery_point: 100,
             next_offset: 250,
+            cleaner_offset: 77,
             segments: vec![SegMeta {
                 base: 0,
                 size: 10,

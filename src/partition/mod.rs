@@ -3,15 +3,23 @@
 //! # Concurrency
 //! One writer at a time, behind `writer` (a mutex): appends from many threads are serialized
 //! and offsets stay dense. Readers never take that lock: they clone an `Arc` snapshot of the
-//! segment list (`view`) and read up to the published end, which the writer stores with
-//! `Release` after the bytes are in place and readers load with `Acquire`.
+//! segment list ([`segments::View`]) and read up to the published end, which the writer stores
+//! with `Release` after the bytes are in place and readers load with `Acquire`. A reader that
+//! meets a segment retired under it (deleted or replaced) retries on the current list.
 //!
-//! Lock order, where more than one is held: `writer` → `view` → `sync_state`; a segment's slot
-//! lock and the handle cache's lock are taken alone or last.
+//! Retention, compaction swaps and truncation are serialized by `maint`; they change the
+//! segment list only through [`segments::SegmentSet`] and the primitives in
+//! [`maintenance`], and do their unlinks and fsyncs outside the writer lock.
+//!
+//! Lock order, where more than one is held: `maint` → `writer` → `ckpt` → the segment list →
+//! `sync_state`; a segment's slot lock and the handle cache's lock are taken alone or last.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
+pub(crate) mod intent;
+pub(crate) mod maintenance;
 mod read;
 mod recovery;
+pub(crate) mod segments;
 mod truncate;
 mod writer;
 
@@ -25,13 +33,16 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use read::TimestampOffset;
 pub use read::{LogIter, OffsetAndTimestamp, Reader, Records, RecordsIter};
 pub(crate) use recovery::take_lock as take_dir_lock;
+pub use recovery::{RecoveryReport, TailCut};
+pub(crate) use segments::View;
+pub(crate) use writer::{flush_due_in, flush_if_due, force_roll};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, StdFs};
 use crate::record::Record;
-use crate::segment::{HandleCache, OffsetIndex, Segment, SegmentInfo, TimeIndex};
+use crate::segment::{Graveyard, HandleCache, OffsetIndex, Segment, SegmentInfo, TimeIndex};
 
 /// What to do when recovery finds damage with valid data after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,17 +178,16 @@ impl PartitionOptions {
     }
 }
 
+/// The checkpoint's own state, and the lock that serializes writing the file.
 #[derive(Debug)]
-pub(crate) struct View {
-    /// Oldest first; the last one is the active segment.
-    pub(crate) segments: Vec<Arc<Segment>>,
-}
-
-impl View {
-    /// Index of the segment that would hold `offset` (the last with base ≤ offset).
-    pub(crate) fn floor(&self, offset: u64) -> usize {
-        self.segments.partition_point(|s| s.base <= offset).saturating_sub(1)
-    }
+pub(crate) struct CkptState {
+    /// Whether the checkpoint on disk claims a clean shutdown (cleared before the first
+    /// change after a clean open).
+    pub(crate) clean_on_disk: bool,
+    /// Base offset of the first segment that is not known to be fsynced.
+    pub(crate) recovery_point: u64,
+    /// Compaction has cleaned everything below this offset (Kafka's first dirty offset).
+    pub(crate) cleaner_offset: u64,
 }
 
 #[derive(Debug, Default)]
@@ -196,7 +206,18 @@ pub(crate) struct Inner {
     pub(crate) cache: Arc<HandleCache>,
     pub(crate) config: RwLock<Arc<TopicConfig>>,
     pub(crate) writer: Mutex<writer::Writer>,
-    pub(crate) view: RwLock<Arc<View>>,
+    pub(crate) segments: segments::SegmentSet,
+    /// Serializes retention, compaction swaps, log-start moves and truncation.
+    pub(crate) maint: Mutex<()>,
+    pub(crate) ckpt: Mutex<CkptState>,
+    /// Mirrors `ckpt.clean_on_disk`, so appends after the first change need no lock to see it.
+    pub(crate) clean_on_disk: AtomicBool,
+    /// Files of retired segments, unlinked by the next maintenance call once unreferenced.
+    pub(crate) graveyard: Arc<Graveyard>,
+    /// What the open that produced this handle did.
+    pub(crate) report: RecoveryReport,
+    /// The compaction engine's last outcome for this partition.
+    pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
     pub(crate) log_start: AtomicU64,
     pub(crate) next_offset: AtomicU64,
     pub(crate) sync_state: Mutex<SyncState>,
@@ -263,9 +284,7 @@ impl Partition {
     fn open_inner(path: &Path, opts: PartitionOptions) -> Result<Partition> {
         opts.config.validate()?;
         let inner = recovery::open(path, opts)?;
-        let p = Partition { inner: Arc::new(inner) };
-        writer::maybe_start_flusher(&p.inner);
-        Ok(p)
+        Ok(Partition { inner: Arc::new(inner) })
     }
 
     /// Appends one record; returns its offset and timestamp.
@@ -342,7 +361,7 @@ impl Partition {
 
     /// The segments, oldest first; the last is the active one.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        let view = self.inner.view.read().clone();
+        let view = self.inner.view();
         let n = view.segments.len();
         view.segments.iter().enumerate().map(|(i, s)| s.info(i + 1 == n)).collect()
     }
@@ -353,16 +372,20 @@ impl Partition {
     /// [`Error::OffsetOutOfRange`] when no segment has that base; [`Error::Io`] or
     /// [`Error::Corrupt`] opening it.
     pub fn segment_indexes(&self, base: u64) -> Result<(OffsetIndex, TimeIndex)> {
-        let view = self.inner.view.read().clone();
-        let seg = view.segments.iter().find(|s| s.base == base).ok_or(Error::OffsetOutOfRange {
-            requested: base,
-            start: self.log_start_offset(),
-            end: self.log_end_offset(),
-        })?;
         let interval = self.inner.config.read().index_interval_bytes;
-        let opened = self.inner.open_segment(seg, interval)?;
-        let (i, t) = (opened.index.read().clone(), opened.time.read().clone());
-        Ok((i, t))
+        let mut view = self.inner.view();
+        for _ in 0..RETIRED_RETRIES {
+            let seg = view.segments.iter().find(|s| s.base == base).ok_or(Error::OffsetOutOfRange {
+                requested: base,
+                start: self.log_start_offset(),
+                end: self.log_end_offset(),
+            })?;
+            match self.inner.open_segment(seg, interval)? {
+                Some(opened) => return Ok((opened.index.read().clone(), opened.time.read().clone())),
+                None => view = self.inner.view_after(&view),
+            }
+        }
+        Err(self.inner.unsettled())
     }
 
     /// Removes every record at or after `offset`; the next append gets `offset`.
@@ -379,7 +402,89 @@ impl Partition {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `offset` > [`log_end_offset`](Self::log_end_offset).
     pub fn advance_log_start(&self, offset: u64) -> Result<()> {
-        writer::advance_log_start(&self.inner, offset)
+        maintenance::advance_log_start(&self.inner, offset)
+    }
+
+    /// Runs retention now (`retention.ms`, `retention.bytes`, the log start): deletes the
+    /// oldest segments that are due, rolling a quiet active segment first when it is due too.
+    /// Appends go on meanwhile; files are unlinked once no reader holds them.
+    ///
+    /// ```
+    /// use partlog::{ManualClock, Partition, Record, TopicConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let clock = ManualClock::new(1_000_000);
+    /// let p = Partition::options()
+    ///     .config(TopicConfig::default().retention_ms(Some(60_000)))
+    ///     .clock(clock.clone())
+    ///     .open(dir.path().join("p"))?;
+    /// p.append(Record::with_value("old"))?;
+    /// clock.advance(60_001);
+    /// let report = p.run_retention()?;
+    /// assert_eq!(report.segments_deleted, 1);
+    /// assert_eq!((p.log_start_offset(), p.log_end_offset()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
+    pub fn run_retention(&self) -> Result<crate::RetentionReport> {
+        crate::retention::run(&self.inner)
+    }
+
+    /// Runs one compaction pass now, whether or not the partition is due (its dirty ratio and
+    /// `max.compaction.lag.ms` decide that for the maintenance driver), with default
+    /// [`CleanerOptions`](crate::CleanerOptions). See [`compact_with`](Self::compact_with).
+    ///
+    /// # Errors
+    /// As [`compact_with`](Self::compact_with).
+    pub fn compact(&self) -> Result<crate::CompactionReport> {
+        self.compact_with(&crate::CleanerOptions::default())
+    }
+
+    /// Runs one compaction pass now with the given options. The outcome is also kept in
+    /// [`cleaner_status`](Self::cleaner_status).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `cleanup.policy` has no `compact`; [`Error::Corrupt`]
+    /// when a segment to clean is damaged (nothing changes); [`Error::Io`],
+    /// [`Error::StorageFull`], [`Error::Poisoned`].
+    pub fn compact_with(&self, options: &crate::CleanerOptions) -> Result<crate::CompactionReport> {
+        let throttle = crate::cleaner::Throttle::new(options.io_max_bytes_per_second);
+        self.compact_throttled(options, &throttle, true)
+    }
+
+    pub(crate) fn compact_throttled(
+        &self,
+        options: &crate::CleanerOptions,
+        throttle: &crate::cleaner::Throttle,
+        force: bool,
+    ) -> Result<crate::CompactionReport> {
+        let out = crate::cleaner::run_pass(&self.inner, options, throttle, force);
+        if !matches!(out, Err(Error::InvalidConfig { .. })) {
+            crate::cleaner::record(&self.inner.cleaner, &out);
+        }
+        out
+    }
+
+    /// The compaction engine's last outcome for this partition: a partition whose passes
+    /// keep failing shows it here.
+    pub fn cleaner_status(&self) -> crate::CleanerStatus {
+        self.inner.cleaner.lock().clone()
+    }
+
+    /// Seals the active segment now if it holds anything, so it can expire or be compacted.
+    /// Returns whether it rolled.
+    ///
+    /// # Errors
+    /// [`Error::StorageFull`], [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
+    pub fn roll(&self) -> Result<bool> {
+        writer::force_roll(&self.inner)
+    }
+
+    /// What the open that produced this handle did: clean or not, what was re-validated, what
+    /// was cut and why, which indexes were rebuilt.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
     }
 
     /// Reports an earlier write failure, if any. Every append already hands its bytes to the
@@ -464,14 +569,47 @@ impl Inner {
     }
 
     /// Opens (or finds open) a segment for reading.
-    pub(crate) fn open_segment(&self, seg: &Segment, interval: u32) -> Result<Arc<crate::segment::Opened>> {
+    /// Opens (or finds open) a segment for reading; `None` when it was retired (the caller
+    /// retries on [`view_after`](Self::view_after)).
+    pub(crate) fn open_segment(&self, seg: &Segment, interval: u32) -> Result<Option<Arc<crate::segment::Opened>>> {
         seg.open(&*self.fs, &self.cache, interval, self.map_reads)
     }
 
     pub(crate) fn view(&self) -> Arc<View> {
-        self.view.read().clone()
+        self.segments.current()
+    }
+
+    /// The segment list once it is newer than `seen`: a reader that met a retired segment in
+    /// `seen` waits (briefly: retirement and the publication of the list without it follow
+    /// each other directly) for the list that no longer has it.
+    pub(crate) fn view_after(&self, seen: &View) -> Arc<View> {
+        for i in 0..RETIRED_WAIT_STEPS {
+            let v = self.view();
+            if v.generation != seen.generation {
+                return v;
+            }
+            if i < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        self.view()
+    }
+
+    /// The error when the segment list did not settle within the retries.
+    pub(crate) fn unsettled(&self) -> Error {
+        Error::Io {
+            path: self.dir.to_path_buf(),
+            source: std::io::Error::other("the segment list kept changing under a read; retry"),
+        }
     }
 }
+
+/// How many times a reader retries on a newer segment list after meeting a retired segment.
+pub(crate) const RETIRED_RETRIES: usize = 64;
+/// Steps of [`Inner::view_after`]'s wait (64 yields, then 1 ms sleeps: about 1 s at most).
+const RETIRED_WAIT_STEPS: usize = 1_064;
 
 impl Drop for Inner {
     fn drop(&mut self) {

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Inner, Partition};
 use crate::batch::{self, BatchHeader, HEADER_LEN, RecordIter};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::record::{RecordRef, StoredRecord};
 use crate::segment::{NO_TS, Opened, Segment};
 
@@ -149,52 +149,59 @@ pub struct OffsetAndTimestamp {
     pub timestamp: i64,
 }
 
-fn out_of_range(inner: &Inner, requested: u64) -> Error {
-    Error::OffsetOutOfRange {
-        requested,
-        start: inner.log_start.load(Ordering::Acquire),
-        end: inner.next_offset.load(Ordering::Acquire),
-    }
+/// What looking in one segment found.
+enum Step<T> {
+    Found(T),
+    /// Nothing at or after the offset in this segment.
+    Nothing,
+    /// The segment was retired under the reader: retry on the current list.
+    Retired,
 }
 
 pub(crate) fn read(inner: &Inner, offset: u64, max_bytes: usize) -> Result<Records> {
     inner.check_usable_for_read()?;
-    let view = inner.view();
-    let start = inner.log_start.load(Ordering::Acquire);
-    let end = inner.next_offset.load(Ordering::Acquire);
-    if offset < start || offset > end {
-        return Err(Error::OffsetOutOfRange { requested: offset, start, end });
-    }
-    if offset == end {
-        return Ok(Records::empty(offset));
-    }
     let interval = inner.config.read().index_interval_bytes;
-    let mut i = view.floor(offset);
-    while let Some(seg) = view.segments.get(i) {
-        i += 1;
-        if seg.next_offset.load(Ordering::Acquire) <= offset {
-            continue;
+    let mut view = inner.view();
+    'retry: for _ in 0..super::RETIRED_RETRIES {
+        // The list first, then the bounds: a list without a deleted segment comes with the log
+        // start that excludes it.
+        let start = inner.log_start.load(Ordering::Acquire);
+        let end = inner.next_offset.load(Ordering::Acquire);
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { requested: offset, start, end });
         }
-        match read_segment(inner, seg, offset, max_bytes, interval) {
-            Ok(Some(r)) => return Ok(r),
-            Ok(None) => {}
-            // The segment was deleted under us (retention or log-start move).
-            Err(Error::OffsetOutOfRange { .. }) => return Err(out_of_range(inner, offset)),
-            Err(e) => return Err(e),
+        if offset == end {
+            return Ok(Records::empty(offset));
         }
+        let mut i = view.floor(offset);
+        while let Some(seg) = view.segments.get(i) {
+            i += 1;
+            if seg.next_offset.load(Ordering::Acquire) <= offset {
+                continue;
+            }
+            match read_segment(inner, seg, offset, max_bytes, interval)? {
+                Step::Found(r) => return Ok(r),
+                Step::Nothing => {}
+                Step::Retired => {
+                    view = inner.view_after(&view);
+                    continue 'retry;
+                }
+            }
+        }
+        // Nothing at or after `offset` up to the end: the next read starts at the end.
+        return Ok(Records { next_offset: end, ..Records::empty(offset) });
     }
-    // Nothing at or after `offset` up to the end: the next read starts at the end.
-    Ok(Records { next_offset: end, ..Records::empty(offset) })
+    Err(inner.unsettled())
 }
 
-/// Reads from one segment; `None` when it holds nothing at or after `offset`.
-fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Option<Records>> {
-    let opened = inner.open_segment(seg, interval)?;
+/// Reads from one segment.
+fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Step<Records>> {
+    let Some(opened) = inner.open_segment(seg, interval)? else { return Ok(Step::Retired) };
     let seg_len = seg.len.load(Ordering::Acquire);
     let entry = opened.index.read().lookup(offset);
     let from = start_position(&*opened.file, entry, seg_len);
     if from >= seg_len {
-        return Ok(None);
+        return Ok(Step::Nothing);
     }
     let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
     // Mapped: scan the mapping in place and hand out a view of it, no copy.
@@ -205,10 +212,12 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             opened.file.prefault(from, avail.min(max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD));
         }
         let mut src = Source::Mapped(view);
-        let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else { return Ok(None) };
+        let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else {
+            return Ok(Step::Nothing);
+        };
         let start = from as usize + found.start;
         let end = from as usize + found.end;
-        return Ok(Some(Records {
+        return Ok(Step::Found(Records {
             data: Data::Mapped(Arc::clone(&opened)),
             start,
             end,
@@ -220,9 +229,11 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
     let mut buf = vec![0u8; first_read];
     opened.file.read_exact_at(&mut buf, from).map_err(|e| Error::io(&seg.log_path(), e))?;
     let mut src = Source::Owned { buf, file: &*opened.file };
-    let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else { return Ok(None) };
-    let Source::Owned { buf, .. } = src else { return Ok(None) };
-    Ok(Some(Records {
+    let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else {
+        return Ok(Step::Nothing);
+    };
+    let Source::Owned { buf, .. } = src else { return Ok(Step::Nothing) };
+    Ok(Step::Found(Records {
         data: Data::Owned(buf),
         start: found.start,
         end: found.end,
@@ -395,42 +406,55 @@ fn grow(
 
 pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<super::OffsetAndTimestamp>> {
     inner.check_usable_for_read()?;
-    let view = inner.view();
-    let log_start = inner.log_start.load(Ordering::Acquire);
     let interval = inner.config.read().index_interval_bytes;
-    for seg in &view.segments {
-        let max = seg.max_ts();
-        if max == NO_TS || max < ts || seg.next_offset.load(Ordering::Acquire) <= log_start {
-            continue;
-        }
-        let opened = inner.open_segment(seg, interval)?;
-        let seg_len = seg.len.load(Ordering::Acquire);
-        let start_offset = opened.time.read().lookup(ts).map_or(seg.base, |e| e.offset).max(log_start);
-        let entry = opened.index.read().lookup(start_offset);
-        let from = start_position(&*opened.file, entry, seg_len);
-        let path = seg.log_path();
-        let mut pos = from;
-        let mut hdr = [0u8; HEADER_LEN];
-        let mut whole = Vec::new();
-        while pos + HEADER_LEN as u64 <= seg_len {
-            opened.file.read_exact_at(&mut hdr, pos).at(&path)?;
-            let left = usize::try_from(seg_len - pos).unwrap_or(usize::MAX);
-            let h = BatchHeader::parse(&hdr, left).map_err(|k| Error::corrupt(&path, pos, k))?;
-            // Validate every batch passed over, so damage is reported rather than skipped.
-            whole.clear();
-            whole.resize(h.length as usize, 0);
-            opened.file.read_exact_at(&mut whole, pos).at(&path)?;
-            batch::verify(&whole).map_err(|k| Error::corrupt(&path, pos, k))?;
-            if h.max_timestamp >= ts && h.last_offset() >= start_offset {
-                let hit = RecordIter::new(&whole, h).find(|r| r.offset() >= start_offset && r.timestamp() >= ts);
-                if let Some(r) = hit {
-                    return Ok(Some(super::OffsetAndTimestamp { offset: r.offset(), timestamp: r.timestamp() }));
+    let mut view = inner.view();
+    'retry: for _ in 0..super::RETIRED_RETRIES {
+        let log_start = inner.log_start.load(Ordering::Acquire);
+        for seg in &view.segments {
+            let max = seg.max_ts();
+            if max == NO_TS || max < ts || seg.next_offset.load(Ordering::Acquire) <= log_start {
+                continue;
+            }
+            match find_in_segment(inner, seg, ts, log_start, interval)? {
+                Step::Found(hit) => return Ok(Some(hit)),
+                Step::Nothing => {}
+                Step::Retired => {
+                    view = inner.view_after(&view);
+                    continue 'retry;
                 }
             }
-            pos += u64::from(h.length);
+        }
+        return Ok(None);
+    }
+    Err(inner.unsettled())
+}
+
+/// The first record of `seg` at or after `log_start` with a timestamp ≥ `ts`.
+fn find_in_segment(
+    inner: &Inner,
+    seg: &Segment,
+    ts: i64,
+    log_start: u64,
+    interval: u32,
+) -> Result<Step<super::OffsetAndTimestamp>> {
+    let Some(opened) = inner.open_segment(seg, interval)? else { return Ok(Step::Retired) };
+    let seg_len = seg.len.load(Ordering::Acquire);
+    let start_offset = opened.time.read().lookup(ts).map_or(seg.base, |e| e.offset).max(log_start);
+    let entry = opened.index.read().lookup(start_offset);
+    let from = start_position(&*opened.file, entry, seg_len);
+    let path = seg.log_path();
+    let mut cursor = crate::segment::cursor::BatchCursor::new(&*opened.file, &path, from, seg_len, 0);
+    // Every batch passed over is validated, so damage is reported rather than skipped.
+    while let Some(b) = cursor.next_batch()? {
+        let h = b.header;
+        if h.max_timestamp >= ts && h.last_offset() >= start_offset {
+            let hit = RecordIter::new(b.bytes, h).find(|r| r.offset() >= start_offset && r.timestamp() >= ts);
+            if let Some(r) = hit {
+                return Ok(Step::Found(super::OffsetAndTimestamp { offset: r.offset(), timestamp: r.timestamp() }));
+            }
         }
     }
-    Ok(None)
+    Ok(Step::Nothing)
 }
 
 /// Reads a partition sequentially, a chunk of batches at a time.

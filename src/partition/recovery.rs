@@ -1,7 +1,18 @@
-//! Opening a partition: list the directory, trust what the checkpoint vouches for, re-validate
-//! the rest, cut torn tails, and refuse (or, if asked, cut) damage with valid data after it.
+//! Opening a partition, in phases: list the directory and clear leftovers; finish an
+//! interrupted change (intent); decide what the checkpoint vouches for; re-validate the rest,
+//! cutting torn tails and refusing (or, if asked, cutting) damage with valid data after it;
+//! build the writer's state. What was done is kept in a [`RecoveryReport`].
+//!
+//! What is trusted without reading a byte of log: after a clean shutdown, every segment the
+//! checkpoint lists (the active one's summary is confirmed against its last batches); after a
+//! crash, every segment below the checkpoint's recovery point, whose summary comes from the
+//! checkpoint or its index header. Segments an intent changed are never trusted. Everything
+//! else is re-validated batch by batch. Re-validating a sealed segment writes nothing unless
+//! its index files are missing or stale, and never fsyncs it: a segment has a successor only
+//! once it was fsynced (the writer syncs a segment before it creates the next), so sealed
+//! segments are already durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -9,24 +20,151 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::checkpoint::{self, Checkpoint};
+use super::intent::{self, Intent};
+use super::segments::SegmentSet;
 use super::writer::Writer;
-use super::{Inner, PartitionOptions, RecoveryMode, SyncState, View};
+use super::{CkptState, Inner, PartitionOptions, RecoveryMode, SyncState};
 use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::fs::{EntryKind, FileSystem, OpenMode};
-use crate::segment::log_file;
+use crate::segment::files::{self, Ext, Parsed, Transit};
 use crate::segment::{
-    DEFAULT_OPEN_SEGMENTS, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, parse_name,
-    read_index_meta,
+    DEFAULT_OPEN_SEGMENTS, Graveyard, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, Segment, TimeIndex,
+    log_file, read_index_meta,
 };
 
 pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// A tail cut at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailCut {
+    /// Base offset of the segment that was cut.
+    pub segment: u64,
+    /// Byte position of the cut (the end of the last valid batch).
+    pub at_byte: u64,
+    /// Bytes removed from that segment.
+    pub bytes_cut: u64,
+    /// What was found at the cut.
+    pub reason: CorruptKind,
+    /// Whether valid data followed the damage: only cut because the partition was opened with
+    /// [`RecoveryMode::TruncateCorrupt`]. Otherwise the tail was torn (a crash mid-write).
+    pub valid_data_after: bool,
+}
+
+/// What the open of a partition did, for operators ([`Partition::recovery_report`](crate::Partition::recovery_report)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The checkpoint vouched for a clean shutdown and nothing had to be re-validated.
+    pub clean: bool,
+    /// Segments whose batches were read and checked.
+    pub segments_revalidated: u32,
+    /// Bytes of log read and checked.
+    pub bytes_revalidated: u64,
+    /// A tail that was cut, with why.
+    pub tail_cut: Option<TailCut>,
+    /// Base offsets of segments deleted: after a cut tail, or left below the log start by an
+    /// interrupted deletion.
+    pub segments_deleted: Vec<u64>,
+    /// Segments whose index files were (re)written.
+    pub indexes_rebuilt: u32,
+    /// An interrupted change that was finished: `"truncate"`, `"reset"` or `"replace"`.
+    pub finished_intent: Option<&'static str>,
+    /// Leftover files removed: temporary files, segments an interrupted deletion had renamed,
+    /// output of an interrupted compaction.
+    pub leftovers_removed: u32,
+}
 
 /// Files of one segment found in the directory.
 #[derive(Debug, Default)]
 struct Found {
     log: bool,
-    index: bool,
-    time: bool,
+}
+
+/// What the directory listing found.
+#[derive(Debug, Default)]
+struct Listing {
+    segments: BTreeMap<u64, Found>,
+    checkpoint: bool,
+    cleaned: Vec<u64>,
+}
+
+fn list(fs: &dyn FileSystem, path: &Path, report: &mut RecoveryReport) -> Result<Listing> {
+    let mut out = Listing::default();
+    for entry in fs.read_dir(path).at(path)? {
+        let Some(name) = entry.name.to_str() else { continue };
+        if name == checkpoint::FILE_NAME {
+            out.checkpoint = entry.kind == EntryKind::File;
+            continue;
+        }
+        if name.ends_with(".tmp") && entry.kind == EntryKind::File {
+            // Leftover of an interrupted atomic replace: the real file is intact.
+            let p = path.join(name);
+            fs.remove_file(&p).at(&p)?;
+            report.leftovers_removed += 1;
+            continue;
+        }
+        match files::parse(name) {
+            None => {}
+            Some(_) if entry.kind != EntryKind::File => {
+                // A symlink or directory posing as a segment file is never followed.
+                return Err(Error::corrupt(&path.join(name), 0, CorruptKind::Metadata));
+            }
+            Some(Parsed::InTransit(_, _, Transit::Deleted)) => {
+                let p = path.join(name);
+                fs.remove_file(&p).at(&p)?;
+                report.leftovers_removed += 1;
+            }
+            Some(Parsed::InTransit(base, Ext::Log, Transit::Cleaned)) => out.cleaned.push(base),
+            Some(Parsed::InTransit(..)) => {
+                let p = path.join(name);
+                fs.remove_file(&p).at(&p)?;
+                report.leftovers_removed += 1;
+            }
+            Some(Parsed::Segment(base, ext)) => {
+                let f = out.segments.entry(base).or_default();
+                if ext == Ext::Log {
+                    f.log = true;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether damage found while re-validating a segment is a torn tail (safe to cut: nothing
+/// valid was ever durable after it) or damage to data that was durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    TornTail,
+    Damage,
+}
+
+/// What [`tail_verdict`] decides from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TailFacts {
+    /// Where a valid batch continuing the log starts after the damage in this segment.
+    pub valid_after_here: Option<u64>,
+    /// Where the damage starts.
+    pub stop: u64,
+    /// Whether any later segment holds data.
+    pub later_segments_with_data: bool,
+    /// Whether a whole zero page lies between the damage and the valid batch after it.
+    pub zero_page_between: bool,
+}
+
+/// The torn-tail verdict. In the last segment, valid data after a whole page of zeros is what
+/// a power loss leaves when the kernel wrote later pages back before earlier ones: those
+/// writes were never synced (a sync covers everything before it), so it is a torn tail.
+/// Anywhere else, or without such a hole, valid data after damage means damage.
+pub(crate) fn tail_verdict(f: &TailFacts) -> Verdict {
+    if f.later_segments_with_data {
+        return Verdict::Damage;
+    }
+    match f.valid_after_here {
+        None => Verdict::TornTail,
+        Some(at) if at > f.stop && f.zero_page_between => Verdict::TornTail,
+        Some(_) => Verdict::Damage,
+    }
 }
 
 pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
@@ -36,58 +174,43 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         return Err(Error::NotALogDir { path: path.to_path_buf(), reason: "not a directory".into() });
     }
     let lock = if opts.lock { Some(take_lock(&*fs, path)?) } else { None };
-
+    let mut report = RecoveryReport::default();
     let dir: Arc<Path> = Arc::from(path);
-    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
-    let mut checkpoint_present = false;
-    for entry in fs.read_dir(path).at(path)? {
-        let Some(name) = entry.name.to_str() else { continue };
-        if name == checkpoint::FILE_NAME {
-            checkpoint_present = entry.kind == EntryKind::File;
-            continue;
-        }
-        if name.ends_with(".tmp") && entry.kind == EntryKind::File {
-            // Leftover of an interrupted atomic replace: the real file is intact.
-            let p = path.join(name);
-            fs.remove_file(&p).at(&p)?;
-            continue;
-        }
-        let Some((base, ext)) = parse_name(name) else { continue };
-        let f = found.entry(base).or_default();
-        let flag = match ext {
-            "log" => &mut f.log,
-            "index" => &mut f.index,
-            "timeindex" => &mut f.time,
-            _ => continue,
-        };
-        if entry.kind != EntryKind::File {
-            // A symlink or directory posing as a segment file is never followed.
-            return Err(Error::corrupt(&path.join(name), 0, CorruptKind::Metadata));
-        }
-        *flag = true;
+
+    // Phase 1: list; finish an interrupted change; clear what it left.
+    let mut listing = list(&*fs, path, &mut report)?;
+    let listed: Vec<u64> = listing.segments.iter().filter(|(_, f)| f.log).map(|(b, _)| *b).collect();
+    let redone = intent::redo_on_open(&*fs, path, &listed)?;
+    if let Some((i, _)) = &redone {
+        report.finished_intent = Some(match i {
+            Intent::Cut { .. } => "truncate",
+            Intent::Reset { .. } => "reset",
+            Intent::Replace { .. } => "replace",
+        });
+        listing = list(&*fs, path, &mut report)?;
+    }
+    for base in std::mem::take(&mut listing.cleaned) {
+        // Output of a compaction pass that never committed.
+        files::remove_if_present(&*fs, &files::transit_path(path, base, Ext::Log, Transit::Cleaned))?;
+        report.leftovers_removed += 1;
     }
     // Index files without a log are orphans from an interrupted delete.
-    let orphans: Vec<u64> = found.iter().filter(|(_, f)| !f.log).map(|(b, _)| *b).collect();
+    let orphans: Vec<u64> = listing.segments.iter().filter(|(_, f)| !f.log).map(|(b, _)| *b).collect();
     for base in orphans {
-        for ext in ["index", "timeindex"] {
-            let p = path.join(format!("{base:020}.{ext}"));
-            if fs.entry_kind(&p).at(&p)?.is_some() {
-                fs.remove_file(&p).at(&p)?;
-            }
-        }
-        found.remove(&base);
+        files::remove_indexes(&*fs, path, base)?;
+        listing.segments.remove(&base);
+        report.leftovers_removed += 1;
     }
+    if let Some((&base, _)) = listing.segments.iter().find(|(b, _)| **b > crate::batch::MAX_OFFSET) {
+        return Err(Error::corrupt(&files::path(path, base, Ext::Log), 0, CorruptKind::Metadata));
+    }
+    let mut bases: Vec<u64> = listing.segments.keys().copied().collect();
+    let changed: BTreeSet<u64> = redone.as_ref().map(|(_, r)| r.changed.clone()).unwrap_or_default();
 
-    if let Some((&base, _)) = found.iter().find(|(b, _)| **b > crate::batch::MAX_OFFSET) {
-        let p = path.join(crate::segment::log_name(base));
-        return Err(Error::corrupt(&p, 0, CorruptKind::Metadata));
-    }
-    let cp = if checkpoint_present { read_checkpoint(&*fs, path)? } else { None };
+    // Phase 2: what the checkpoint vouches for.
+    let cp = if listing.checkpoint { read_checkpoint(&*fs, path)? } else { None };
     // A checkpoint whose offsets lie outside the offset space is as good as damaged.
     let cp = cp.filter(|c| c.log_start <= crate::batch::MAX_OFFSET && c.next_offset <= crate::batch::MAX_OFFSET);
-    let mut bases: Vec<u64> = found.keys().copied().collect();
-    // Finish a truncation that was durably planned but maybe not carried out.
-    let redone = super::truncate::redo_on_open(&*fs, path, &mut bases)?;
     let mut log_start = cp.as_ref().map_or(0, |c| c.log_start);
     if let Some(&first) = bases.first() {
         if cp.is_none() {
@@ -95,17 +218,19 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         }
         log_start = log_start.max(first);
     }
-    if let Some(intent) = redone.as_ref().filter(|i| i.full) {
-        log_start = intent.target;
+    if let Some(ls) = redone.as_ref().and_then(|(_, r)| r.log_start) {
+        log_start = ls;
     }
-
-    // Segments wholly below the log start are left over from an interrupted advance.
+    // Segments wholly below the log start are left over from an interrupted deletion.
+    let mut deleted_any = false;
     while bases.len() > 1 && bases.get(1).is_some_and(|&b| b <= log_start) {
         let b = bases.remove(0);
-        delete_segment_files(&*fs, path, b)?;
+        files::remove_segment(&*fs, path, b)?;
+        report.segments_deleted.push(b);
+        deleted_any = true;
     }
-
     let clean = redone.is_none()
+        && !deleted_any
         && cp.as_ref().is_some_and(|c| {
             c.clean
                 && c.segments.len() == bases.len()
@@ -114,26 +239,26 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
                 // since, so it is re-validated rather than trusted.
                 && c.segments.last().is_some_and(|m| file_len(&*fs, path, m.base) == Some(m.size))
         });
-    let recovery_point = match (&cp, &redone) {
-        (Some(c), _) if clean => c.next_offset,
-        // A redone truncation changed the segment it cut: re-validate from there.
-        (Some(c), Some(i)) => c.recovery_point.min(i.seg_base),
-        (Some(c), None) => c.recovery_point,
-        (None, _) => 0,
+    let recovery_point = match &cp {
+        Some(c) if clean => c.next_offset,
+        Some(c) => c.recovery_point,
+        None => 0,
     };
     let interval = opts.config.index_interval_bytes;
 
+    // Phase 3: trust or re-validate each segment.
     let mut metas: Vec<SegMeta> = Vec::with_capacity(bases.len());
     let mut active_scan: Option<log_file::Scan> = None;
     let mut active_loaded: Option<(OffsetIndex, TimeIndex)> = None;
-    let mut recovered_any = false;
     let mut i = 0;
     while i < bases.len() {
         let base = bases[i];
         let is_last = i + 1 == bases.len();
         let next_base = bases.get(i + 1).copied();
         let from_cp = cp.as_ref().and_then(|c| c.segments.iter().find(|m| m.base == base).copied());
-        let trusted = if clean {
+        let trusted = if changed.contains(&base) {
+            None
+        } else if clean {
             from_cp
         } else if next_base.is_some_and(|nb| nb <= recovery_point) {
             // Sealed and fsynced before the checkpoint was written.
@@ -158,51 +283,67 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
             continue;
         }
         // Re-validate this segment from its first byte.
-        recovered_any = true;
-        let log_path = path.join(crate::segment::log_name(base));
+        let log_path = files::path(path, base, Ext::Log);
         let file = fs.open(&log_path, OpenMode::Write).at(&log_path)?;
         let file_len = file.len().at(&log_path)?;
         let mut scan = log_file::scan(&*file, &log_path, base, file_len, interval)?;
+        report.segments_revalidated += 1;
+        report.bytes_revalidated += scan.meta.size;
         if scan.meta.size < file_len {
             let stop = scan.stop.unwrap_or(log_file::Stop { pos: scan.meta.size, kind: CorruptKind::BatchLength });
             let later_here = log_file::valid_batch_after(&*file, &log_path, stop.pos, file_len, scan.meta.next_offset)?;
             let later_segments = bases[i + 1..].iter().any(|&b| segment_has_data(&*fs, path, b));
-            // In the active segment, valid data after a whole page of zeros is what a power loss
-            // leaves when the kernel wrote later pages back before earlier ones: those writes
-            // were never synced (a sync covers everything before it), so this is a torn tail.
-            // Anywhere else, or without such a hole, it is damage to data that was durable.
-            let power_loss_hole = match later_here {
+            let zero_page_between = match later_here {
                 Some(at) if !later_segments && at > stop.pos => {
                     log_file::has_zero_page(&*file, &log_path, stop.pos, at)?
                 }
                 _ => false,
             };
-            let later_data = (later_here.is_some() && !power_loss_hole) || later_segments;
-            if later_data && opts.recovery == RecoveryMode::Strict {
+            let facts = TailFacts {
+                valid_after_here: later_here,
+                stop: stop.pos,
+                later_segments_with_data: later_segments,
+                zero_page_between,
+            };
+            let verdict = tail_verdict(&facts);
+            if verdict == Verdict::Damage && opts.recovery == RecoveryMode::Strict {
                 let kind = if stop.kind == CorruptKind::BatchLength { CorruptKind::MidLog } else { stop.kind };
                 return Err(Error::corrupt(&log_path, stop.pos, kind));
             }
             // A torn tail (or damage the caller chose to cut): drop it and every later segment.
             file.set_len(scan.meta.size).at(&log_path)?;
             file.sync_data().at(&log_path)?;
+            report.tail_cut = Some(TailCut {
+                segment: base,
+                at_byte: scan.meta.size,
+                bytes_cut: file_len - scan.meta.size,
+                reason: stop.kind,
+                valid_data_after: verdict == Verdict::Damage,
+            });
             for &b in &bases[i + 1..] {
-                delete_segment_files(&*fs, path, b)?;
+                files::remove_segment(&*fs, path, b)?;
+                report.segments_deleted.push(b);
+            }
+            if bases.len() > i + 1 {
+                fs.sync_dir(path).at(path)?;
             }
             bases.truncate(i + 1);
         }
         if bases.len() != i + 1 {
-            // A sealed segment above the recovery point: make it durable and index it.
-            file.sync_data().at(&log_path)?;
+            // A sealed segment above the recovery point, already durable (see the module
+            // docs): index it only if its index files do not already describe it.
             scan.tracker.finish(&mut scan.time);
-            let seg = Segment::new(Arc::clone(&dir), scan.meta);
-            crate::segment::write_indexes(&*fs, &seg, &scan.meta, &scan.index, &scan.time)?;
+            if read_index_meta(&*fs, path, base) != Some(scan.meta) {
+                let seg = Segment::new(Arc::clone(&dir), scan.meta);
+                crate::segment::write_indexes(&*fs, &seg, &scan.meta, &scan.index, &scan.time)?;
+                report.indexes_rebuilt += 1;
+            }
             metas.push(scan.meta);
             i += 1;
             continue;
         }
         metas.push(scan.meta);
         active_scan = Some(scan);
-        let _ = is_last;
         i += 1;
     }
 
@@ -211,8 +352,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         if let [a, b] = w
             && a.next_offset > b.base
         {
-            let p = path.join(crate::segment::log_name(b.base));
-            return Err(Error::corrupt(&p, 0, CorruptKind::OffsetOrder));
+            return Err(Error::corrupt(&files::path(path, b.base, Ext::Log), 0, CorruptKind::OffsetOrder));
         }
     }
 
@@ -221,21 +361,22 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
 
     // The end of the log may lie below the log start (everything was deleted): start afresh.
     let end = metas.last().map_or(log_start, |m| m.next_offset);
+    let mut fresh = false;
     if metas.is_empty() || end < log_start {
         for m in &metas {
-            delete_segment_files(&*fs, path, m.base)?;
+            files::remove_segment(&*fs, path, m.base)?;
+            report.segments_deleted.push(m.base);
         }
         metas.clear();
         active_scan = None;
-        recovered_any = true;
-        let seg = Segment::new(Arc::clone(&dir), SegMeta::empty(log_start));
-        let p = seg.log_path();
+        fresh = true;
+        let p = files::path(path, log_start, Ext::Log);
         fs.open(&p, OpenMode::Create).at(&p)?;
         fs.sync_dir(path).at(path)?;
         metas.push(SegMeta::empty(log_start));
     }
 
-    // Build the segment list and the active segment's writer state.
+    // Phase 4: the segment list and the active segment's writer state.
     let mut segments: Vec<Arc<Segment>> = metas.iter().map(|m| Segment::new(Arc::clone(&dir), *m)).collect();
     let Some(active) = segments.last().cloned() else {
         return Err(Error::corrupt(path, 0, CorruptKind::Metadata));
@@ -266,6 +407,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         file.sync_data().at(&log_path)?;
     }
     // Map the active segment now, so reads of it are served from memory before any append.
+    // Its bytes are already on disk: allocating them changes nothing (not even the mtime).
     file.enable_mapped_writes(u64::from(opts.config.segment_bytes).max(active_meta.size)).at(&log_path)?;
     if active_meta.size > 0 {
         file.allocate(active_meta.size).at(&log_path)?;
@@ -274,8 +416,11 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
     active.pin(Arc::clone(&opened));
     segments.shrink_to_fit();
 
+    let revalidated = report.segments_revalidated > 0 || fresh || redone.is_some() || deleted_any;
+    report.clean = clean && !revalidated;
     let next_offset = active_meta.next_offset;
-    let writer = Writer::new(Arc::clone(&active), opened, tracker, &config, clean && !recovered_any);
+    let writer = Writer::new(Arc::clone(&active), opened, tracker, &config, &dir);
+    let cleaner_offset = cp.as_ref().map_or(log_start, |c| c.cleaner_offset);
     let inner = Inner {
         dir,
         fs,
@@ -283,7 +428,13 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         cache,
         config: RwLock::new(config),
         writer: Mutex::new(writer),
-        view: RwLock::new(Arc::new(View { segments })),
+        segments: SegmentSet::new(segments),
+        maint: Mutex::new(()),
+        ckpt: Mutex::new(CkptState { clean_on_disk: clean, recovery_point: active.base, cleaner_offset }),
+        clean_on_disk: AtomicBool::new(clean),
+        graveyard: Graveyard::new(),
+        report,
+        cleaner: Mutex::new(crate::cleaner::CleanerState::default()),
         log_start: AtomicU64::new(log_start),
         next_offset: AtomicU64::new(next_offset),
         sync_state: Mutex::new(SyncState { synced: if clean { next_offset } else { 0 }, ..SyncState::default() }),
@@ -297,13 +448,15 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         id: opts.id,
         lock: Mutex::new(lock),
     };
-    if !clean {
-        // Everything before the active segment is now validated and durable.
-        let mut w = inner.writer.lock();
-        w.write_checkpoint(&inner, false)?;
+    if !clean || revalidated {
+        // Everything before the active segment is now validated and durable. A clean
+        // checkpoint that did not hold up (something was re-validated) stops claiming so now,
+        // not only at the next change.
+        let mut ck = inner.ckpt.lock();
+        inner.write_checkpoint(&mut ck, false, true)?;
     }
     if redone.is_some() {
-        super::truncate::finish(&*inner.fs, path)?;
+        intent::finish(&*inner.fs, path)?;
     }
     Ok(inner)
 }
@@ -329,7 +482,7 @@ fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Checkpoint>
     match Checkpoint::decode(&buf) {
         Ok(c) => Ok(Some(c)),
         Err(checkpoint::Bad::Version(v)) => {
-            Err(Error::UnsupportedVersion { path: p, found: u32::from(v), supported: 1 })
+            Err(Error::UnsupportedVersion { path: p, found: u32::from(v), supported: u32::from(checkpoint::VERSION) })
         }
         // A damaged checkpoint only costs a full re-validation.
         Err(checkpoint::Bad::Damaged) => Ok(None),
@@ -358,31 +511,40 @@ fn plausible(m: &SegMeta, base: u64, next_base: Option<u64>) -> bool {
         && m.next_offset - m.base <= u64::from(u32::MAX) + 1
         && m.size <= u64::from(u32::MAX)
         && (m.size == 0) == (m.next_offset == m.base)
+        && (m.size == 0) == (m.records == 0)
         && next_base.is_none_or(|nb| m.next_offset <= nb)
 }
 
 fn file_len(fs: &dyn FileSystem, dir: &Path, base: u64) -> Option<u64> {
-    let p = dir.join(crate::segment::log_name(base));
+    let p = files::path(dir, base, Ext::Log);
     fs.open(&p, OpenMode::Read).ok()?.len().ok()
 }
 
 fn segment_has_data(fs: &dyn FileSystem, dir: &Path, base: u64) -> bool {
-    let p = dir.join(crate::segment::log_name(base));
+    let p = files::path(dir, base, Ext::Log);
     let Ok(f) = fs.open(&p, OpenMode::Read) else { return false };
     let Ok(len) = f.len() else { return false };
     log_file::scan(&*f, &p, base, len, u32::MAX).is_ok_and(|s| s.meta.records > 0 || s.meta.size > 0)
 }
 
-/// Removes a segment's files (log last, so a crash leaves at worst orphan indexes, which the
-/// next open deletes). The caller syncs the directory.
-pub(crate) fn delete_segment_files(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<()> {
-    for ext in ["index", "timeindex", "log"] {
-        let p = dir.join(format!("{base:020}.{ext}"));
-        match fs.remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&p, e)),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_verdict_table() {
+        let f = |valid_after_here, later_segments_with_data, zero_page_between| TailFacts {
+            valid_after_here,
+            stop: 100,
+            later_segments_with_data,
+            zero_page_between,
+        };
+        assert_eq!(tail_verdict(&f(None, false, false)), Verdict::TornTail);
+        assert_eq!(tail_verdict(&f(None, true, false)), Verdict::Damage);
+        assert_eq!(tail_verdict(&f(Some(5000), false, false)), Verdict::Damage);
+        assert_eq!(tail_verdict(&f(Some(5000), false, true)), Verdict::TornTail);
+        assert_eq!(tail_verdict(&f(Some(5000), true, true)), Verdict::Damage);
+        // Valid data at the damage itself is never a hole.
+        assert_eq!(tail_verdict(&f(Some(100), false, true)), Verdict::Damage);
     }
-    fs.sync_dir(dir).at(dir)
 }

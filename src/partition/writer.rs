@@ -1,16 +1,14 @@
-//! The write path: appends, rolls, fsync with group commit, truncation, log-start moves, close.
+//! The write path: appends, rolls, fsync with group commit, log-start moves, close.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::checkpoint::{self, Checkpoint};
-use super::recovery::delete_segment_files;
-use super::{AppendInfo, Inner, View};
+use super::{AppendInfo, CkptState, Inner};
 use crate::batch::{ATTR_LOG_APPEND_TIME, BatchBuilder, BatchHeader};
 use crate::config::{TimestampType, TopicConfig, ms_i64};
-use crate::error::TimestampBound;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, TimestampBound};
 use crate::fs::{OpenMode, durable_replace};
 use crate::record::Record;
 use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
@@ -34,14 +32,83 @@ pub(crate) struct Writer {
     pub(super) allocated: u64,
     /// Largest size the active segment may reach (its `segment.bytes` at creation).
     pub(super) segment_limit: u64,
+    /// This segment's share of `segment.jitter.ms`, fixed when it was created.
+    pub(super) roll_jitter_ms: u64,
     builder: BatchBuilder,
     /// Records appended since the last fsync.
     unflushed: u64,
-    /// Whether the on-disk checkpoint still claims a clean shutdown (cleared before the first
-    /// change).
-    clean_on_disk: bool,
-    /// Base offset of the first segment that is not known to be fsynced.
-    pub(super) recovery_point: u64,
+}
+
+/// Why the active segment rolls before an append (Kafka's `LogSegment.shouldRoll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RollReason {
+    /// The batch would take the segment past `segment.bytes`.
+    Size,
+    /// The segment's first record is older than `segment.ms` (less jitter), in record time.
+    Time,
+    /// The offset index is full (`segment.index.bytes`).
+    IndexFull,
+    /// Relative offsets or positions would overflow u32.
+    Overflow,
+}
+
+/// What the roll decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RollParams {
+    /// Bytes in the active segment.
+    pub size: u64,
+    /// Bytes of the incoming batch.
+    pub incoming: u64,
+    pub segment_bytes: u64,
+    /// Timestamp of the segment's first batch (`NO_TS` when empty).
+    pub first_ts: i64,
+    /// Largest timestamp of the incoming batch.
+    pub incoming_max_ts: i64,
+    pub segment_ms: i64,
+    pub jitter_ms: i64,
+    pub index_entries: usize,
+    pub max_index_entries: usize,
+    pub base: u64,
+    pub incoming_last_offset: u64,
+}
+
+/// The roll decision: `None` to append to the active segment. An empty segment never rolls.
+pub(crate) fn should_roll(p: &RollParams) -> Option<RollReason> {
+    if p.size == 0 {
+        return None;
+    }
+    if p.size + p.incoming > p.segment_bytes {
+        return Some(RollReason::Size);
+    }
+    if p.index_entries >= p.max_index_entries {
+        return Some(RollReason::IndexFull);
+    }
+    if p.incoming_last_offset.saturating_sub(p.base) > u64::from(u32::MAX) || p.size + p.incoming > u64::from(u32::MAX)
+    {
+        return Some(RollReason::Overflow);
+    }
+    let waited = p.incoming_max_ts.saturating_sub(p.first_ts);
+    if p.first_ts != NO_TS && waited > p.segment_ms.saturating_sub(p.jitter_ms) {
+        return Some(RollReason::Time);
+    }
+    None
+}
+
+/// A segment's share of `segment.jitter.ms`: uniform in `[0, min(jitter, segment.ms))`, from
+/// the segment's base offset and the partition's directory, so partitions rolling at the same
+/// record time spread out.
+fn roll_jitter(config: &TopicConfig, dir: &std::path::Path, base: u64) -> u64 {
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound == 0 {
+        return 0;
+    }
+    let mut h = base ^ 0x9E37_79B9_7F4A_7C15;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
+    }
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (h ^ (h >> 29)) % bound
 }
 
 impl Writer {
@@ -50,10 +117,10 @@ impl Writer {
         opened: Arc<Opened>,
         tracker: IndexTracker,
         config: &TopicConfig,
-        clean_on_disk: bool,
+        dir: &std::path::Path,
     ) -> Writer {
         let pos = active.len.load(Ordering::Acquire);
-        let recovery_point = active.base;
+        let roll_jitter_ms = roll_jitter(config, dir, active.base);
         Writer {
             active,
             opened,
@@ -62,50 +129,14 @@ impl Writer {
             // The handle was mapped and its data allocated at open.
             allocated: pos,
             segment_limit: u64::from(config.segment_bytes),
+            roll_jitter_ms,
             builder: BatchBuilder::new(),
             unflushed: 0,
-            clean_on_disk,
-            recovery_point,
         }
-    }
-
-    /// Writes the checkpoint atomically and durably.
-    pub(crate) fn write_checkpoint(&mut self, inner: &Inner, clean: bool) -> Result<()> {
-        self.put_checkpoint(inner, clean, true)
-    }
-
-    /// Writes the checkpoint; `dir_sync` false leaves the rename itself not yet durable, for
-    /// updates whose older version stays correct (only the recovery point moves).
-    fn put_checkpoint(&mut self, inner: &Inner, clean: bool, dir_sync: bool) -> Result<()> {
-        let view = inner.view();
-        let cp = Checkpoint {
-            clean,
-            log_start: inner.log_start.load(Ordering::Acquire),
-            recovery_point: self.recovery_point,
-            next_offset: inner.next_offset.load(Ordering::Acquire),
-            segments: view.segments.iter().map(|s| s.meta()).collect(),
-        };
-        let p = inner.dir.join(checkpoint::FILE_NAME);
-        if dir_sync {
-            durable_replace(&*inner.fs, &p, &cp.encode()).at(&p)?;
-        } else {
-            crate::fs::replace_without_dir_sync(&*inner.fs, &p, &cp.encode()).at(&p)?;
-        }
-        self.clean_on_disk = clean;
-        Ok(())
-    }
-
-    /// Before the first change after a clean open: the checkpoint must stop vouching for the
-    /// files, or a crash now would be taken for a clean shutdown.
-    pub(super) fn mark_dirty(&mut self, inner: &Inner) -> Result<()> {
-        if self.clean_on_disk {
-            self.write_checkpoint(inner, false)?;
-        }
-        Ok(())
     }
 
     /// Seals the active segment and starts a new one at `new_base`.
-    fn roll(&mut self, inner: &Inner, new_base: u64, config: &TopicConfig) -> Result<()> {
+    pub(super) fn roll(&mut self, inner: &Inner, new_base: u64, config: &TopicConfig) -> Result<()> {
         let old = Arc::clone(&self.active);
         let log_path = old.log_path();
         // Seal: final time-index entry, trim the preallocation, make it durable, write indexes.
@@ -120,10 +151,11 @@ impl Writer {
             // are rebuilt from the log when it is next opened.
             let index = self.opened.index.read();
             let time = self.opened.time.read();
-            let _ = write_index_files(inner, &old, &meta, &index, &time);
+            let _ = crate::segment::write_indexes(&*inner.fs, &old, &meta, &index, &time);
         }
         // Create the next segment; its directory entry is durable before anything in it is
-        // acknowledged.
+        // acknowledged. Every segment that has a successor was fsynced before the successor
+        // was created: recovery relies on it.
         let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(new_base));
         let new_path = seg.log_path();
         let file = match inner.fs.open(&new_path, OpenMode::CreateNew) {
@@ -142,12 +174,7 @@ impl Writer {
         inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
         let opened = Opened::new(file, OffsetIndex::new(new_base), TimeIndex::new(new_base));
         seg.pin(Arc::clone(&opened));
-        {
-            let mut view = inner.view.write();
-            let mut segments = view.segments.clone();
-            segments.push(Arc::clone(&seg));
-            *view = Arc::new(View { segments });
-        }
+        inner.segments.push(Arc::clone(&seg));
         old.seal();
         self.active = seg;
         self.opened = opened;
@@ -155,7 +182,7 @@ impl Writer {
         self.pos = 0;
         self.allocated = 0;
         self.segment_limit = u64::from(config.segment_bytes);
-        self.recovery_point = new_base;
+        self.roll_jitter_ms = roll_jitter(config, &inner.dir, new_base);
         {
             let mut st = inner.sync_state.lock();
             st.synced = st.synced.max(new_base);
@@ -164,44 +191,79 @@ impl Writer {
         // next open re-validates more; it is written again at the next roll or close.
         // Its older version stays correct (the recovery point is only behind), so the rename
         // need not be durable yet.
-        self.put_checkpoint(inner, false, false)?;
-        // A log start at or past the new base leaves the sealed segment wholly below it.
-        if inner.log_start.load(Ordering::Acquire) >= new_base {
-            drop_segments_below(inner, self, new_base)?;
-        }
+        let mut ck = inner.ckpt.lock();
+        ck.recovery_point = new_base;
+        inner.write_checkpoint(&mut ck, false, false)?;
         Ok(())
     }
 
     /// Makes room for `len` more bytes in the active segment. Fails cleanly (nothing written,
-    /// nothing poisoned) when the disk is full.
-    fn reserve(&mut self, inner: &Inner, len: u64) -> Result<()> {
+    /// nothing poisoned) when the disk is full. The reservation grows in steps; when a step does
+    /// not fit on the disk, it falls back to exactly what this append needs, so a nearly full
+    /// disk fills up to the last byte and appends work again as soon as a little space is freed.
+    fn reserve(&mut self, len: u64, preallocate: bool) -> Result<()> {
         let need = self.pos + len;
         if need <= self.allocated {
             return Ok(());
         }
         let path = self.active.log_path();
         if self.allocated == 0 {
-            self.opened.file.enable_mapped_writes(self.segment_limit).at(&path)?;
+            self.opened.file.enable_mapped_writes(self.segment_limit.max(need)).at(&path)?;
         }
-        let step = self.allocated.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX_STEP);
-        let target = (self.allocated + step).max(need).min(self.segment_limit).max(need);
-        self.opened.file.allocate(target).map_err(|e| Error::io(&path, e))?;
-        let _ = inner;
+        let step =
+            if preallocate { self.segment_limit } else { self.allocated.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX_STEP) };
+        let target = (self.allocated + step).min(self.segment_limit).max(need);
+        match self.opened.file.allocate(target) {
+            Ok(()) => {}
+            Err(e) if crate::error::is_storage_full(&e) && target > need => {
+                self.opened.file.allocate(need).map_err(|e| Error::io(&path, e))?;
+                self.allocated = need;
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        }
         self.allocated = target;
         Ok(())
     }
 }
 
-/// Index files are derived data: written atomically, without fsync (a lost or torn index is
-/// detected by its checksums and rebuilt from the log).
-fn write_index_files(
-    inner: &Inner,
-    seg: &Segment,
-    meta: &SegMeta,
-    index: &OffsetIndex,
-    time: &TimeIndex,
-) -> Result<()> {
-    crate::segment::write_indexes(&*inner.fs, seg, meta, index, time)
+impl Inner {
+    /// Writes the checkpoint from the current state; `dir_sync` false leaves the rename itself
+    /// not yet durable, for updates whose older version stays correct (only the recovery point
+    /// moves).
+    pub(crate) fn write_checkpoint(&self, st: &mut CkptState, clean: bool, dir_sync: bool) -> Result<()> {
+        let view = self.view();
+        let cp = Checkpoint {
+            clean,
+            log_start: self.log_start.load(Ordering::Acquire),
+            recovery_point: st.recovery_point,
+            next_offset: self.next_offset.load(Ordering::Acquire),
+            cleaner_offset: st.cleaner_offset,
+            segments: view.segments.iter().map(|s| s.meta()).collect(),
+        };
+        let p = self.dir.join(checkpoint::FILE_NAME);
+        if dir_sync {
+            durable_replace(&*self.fs, &p, &cp.encode()).at(&p)?;
+        } else {
+            crate::fs::replace_without_dir_sync(&*self.fs, &p, &cp.encode()).at(&p)?;
+        }
+        st.clean_on_disk = clean;
+        self.clean_on_disk.store(clean, Ordering::Release);
+        Ok(())
+    }
+
+    /// Before the first change after a clean open: the checkpoint must stop vouching for the
+    /// files, or a crash now would be taken for a clean shutdown.
+    pub(crate) fn mark_dirty(&self) -> Result<()> {
+        if !self.clean_on_disk.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut st = self.ckpt.lock();
+        if st.clean_on_disk {
+            self.write_checkpoint(&mut st, false, true)?;
+        }
+        Ok(())
+    }
 }
 
 fn resolve_timestamp(record: &Record<'_>, config: &TopicConfig, now: i64) -> Result<i64> {
@@ -236,8 +298,6 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         return Err(Error::KeyRequired { index });
     }
     let now = inner.clock.now_ms();
-    let info;
-    let sync_needed;
     let group = config.flush_messages == Some(1);
     if group {
         inner.appending.fetch_add(1, Ordering::AcqRel);
@@ -246,94 +306,128 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
     if group {
         inner.appending.fetch_sub(1, Ordering::AcqRel);
     }
-    (info, sync_needed) = result?;
-    if sync_needed {
-        sync_to(inner, info.last_offset + 1)?;
+    let done = result?;
+    if done.rolled_below_start {
+        // The segment just sealed lies wholly below the log start: delete it now, outside the
+        // writer lock (or leave it to the next retention pass if one is running).
+        if let Some(_m) = inner.maint.try_lock() {
+            let _ = super::maintenance::delete_below_log_start(inner);
+        }
     }
-    Ok(info)
+    if done.sync_needed {
+        sync_to(inner, done.info.last_offset + 1)?;
+    }
+    Ok(done.info)
 }
 
-fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, now: i64) -> Result<(AppendInfo, bool)> {
-    let info;
-    let sync_needed;
-    {
-        let mut w = inner.writer.lock();
-        inner.check_usable()?;
-        let base = inner.next_offset.load(Ordering::Relaxed);
-        let attrs = if config.timestamp_type == TimestampType::LogAppendTime { ATTR_LOG_APPEND_TIME } else { 0 };
-        w.builder.begin(base);
-        for (i, r) in records.iter().enumerate() {
-            let ts = resolve_timestamp(r, config, now)?;
-            w.builder.push(r, i as u64, ts);
-        }
-        let max = config.max_batch_bytes();
-        if w.builder.len() as u64 > max {
-            return Err(Error::RecordTooLarge { size: w.builder.len() as u64, max });
-        }
-        let len = w.builder.len() as u64;
-        let count = records.len() as u64;
-        let last_offset = match base.checked_add(count - 1) {
-            Some(l) if l < crate::batch::MAX_OFFSET => l,
-            _ => {
-                return Err(Error::OffsetSpaceExhausted { log_end_offset: base, records: count });
-            }
-        };
+struct Appended {
+    info: AppendInfo,
+    sync_needed: bool,
+    rolled_below_start: bool,
+}
 
-        // Roll first if this batch does not belong in the active segment (Kafka's rules).
-        let first_ts = w.active.meta().first_ts;
-        let too_big = w.pos + len > u64::from(config.segment_bytes);
-        let index_full = w.opened.index.read().len() >= config.max_index_entries();
-        let overflow =
-            last_offset.saturating_sub(w.active.base) > u64::from(u32::MAX) || w.pos + len > u64::from(u32::MAX);
-        let too_old = first_ts != NO_TS && w.builder.max_timestamp().saturating_sub(first_ts) > config.segment_ms_i64();
-        if w.pos > 0 && (too_big || index_full || overflow || too_old) {
-            w.mark_dirty(inner)?;
-            match w.roll(inner, base, config) {
-                Ok(()) => {}
-                // A full disk fails the append cleanly: either the roll can be retried, or it
-                // completed in memory and only the checkpoint is behind.
-                Err(e @ Error::StorageFull { .. }) => return Err(e),
-                Err(e) => return Err(inner.poison(e)),
-            }
-        }
-        w.mark_dirty(inner)?;
-        w.reserve(inner, len)?;
-        let pos = w.pos;
-        let header: BatchHeader = {
-            let w = &mut *w;
-            let (bytes, header) = w.builder.finish(attrs, None);
-            if let Err(e) = w.opened.file.write_at(bytes, pos) {
-                return Err(inner.poison(Error::io(&w.active.log_path(), e)));
-            }
-            header
-        };
-        {
-            let w = &mut *w;
-            let mut index = w.opened.index.write();
-            let mut time = w.opened.time.write();
-            w.tracker.on_batch(pos, &header, config.index_interval_bytes, &mut index, &mut time);
-        }
-        w.pos = pos + len;
-        w.active.publish(w.pos, &header);
-        inner.next_offset.store(header.next_offset(), Ordering::Release);
-        w.unflushed += count;
-        info = AppendInfo {
-            partition: inner.id,
-            base_offset: base,
-            last_offset: header.last_offset(),
-            max_timestamp: header.max_timestamp,
-            record_count: header.record_count,
-        };
-        sync_needed = match (config.flush_messages, config.flush_ms) {
-            (Some(n), _) if w.unflushed >= n => true,
-            (_, Some(ms)) => {
-                let last = inner.sync_state.lock().last_sync_ms;
-                now.saturating_sub(last) >= ms_i64(ms)
-            }
-            _ => false,
-        };
+fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, now: i64) -> Result<Appended> {
+    let mut w = inner.writer.lock();
+    inner.check_usable()?;
+    let base = inner.next_offset.load(Ordering::Relaxed);
+    let attrs = if config.timestamp_type == TimestampType::LogAppendTime { ATTR_LOG_APPEND_TIME } else { 0 };
+    w.builder.begin(base);
+    for (i, r) in records.iter().enumerate() {
+        let ts = resolve_timestamp(r, config, now)?;
+        w.builder.push(r, i as u64, ts);
     }
-    Ok((info, sync_needed))
+    let len = w.builder.len() as u64;
+    let max = config.max_batch_bytes();
+    if len > max {
+        return Err(Error::RecordTooLarge { size: len, max });
+    }
+    let count = records.len() as u64;
+    let last_offset = match base.checked_add(count - 1) {
+        Some(l) if l < crate::batch::MAX_OFFSET => l,
+        _ => return Err(Error::OffsetSpaceExhausted { log_end_offset: base, records: count }),
+    };
+
+    // Roll first if this batch does not belong in the active segment (Kafka's rules).
+    let roll = should_roll(&RollParams {
+        size: w.pos,
+        incoming: len,
+        segment_bytes: u64::from(config.segment_bytes),
+        first_ts: w.active.meta().first_ts,
+        incoming_max_ts: w.builder.max_timestamp(),
+        segment_ms: config.segment_ms_i64(),
+        jitter_ms: ms_i64(w.roll_jitter_ms),
+        index_entries: w.opened.index.read().len(),
+        max_index_entries: config.max_index_entries(),
+        base: w.active.base,
+        incoming_last_offset: last_offset,
+    });
+    let mut rolled_below_start = false;
+    if roll.is_some() {
+        inner.mark_dirty()?;
+        match w.roll(inner, base, config) {
+            Ok(()) => {}
+            // A full disk fails the append cleanly: either the roll can be retried, or it
+            // completed in memory and only the checkpoint is behind.
+            Err(e @ Error::StorageFull { .. }) => return Err(e),
+            Err(e) => return Err(inner.poison(e)),
+        }
+        rolled_below_start = inner.log_start.load(Ordering::Acquire) >= base;
+    }
+    inner.mark_dirty()?;
+    w.reserve(len, config.preallocate)?;
+    let pos = w.pos;
+    let header: BatchHeader = {
+        let w = &mut *w;
+        let (bytes, header) = w.builder.finish(attrs, None);
+        if let Err(e) = w.opened.file.write_at(bytes, pos) {
+            return Err(inner.poison(Error::io(&w.active.log_path(), e)));
+        }
+        header
+    };
+    {
+        let w = &mut *w;
+        let mut index = w.opened.index.write();
+        let mut time = w.opened.time.write();
+        w.tracker.on_batch(pos, &header, config.index_interval_bytes, &mut index, &mut time);
+    }
+    w.pos = pos + len;
+    w.active.publish(w.pos, &header);
+    inner.next_offset.store(header.next_offset(), Ordering::Release);
+    w.unflushed += count;
+    let info = AppendInfo {
+        partition: inner.id,
+        base_offset: base,
+        last_offset: header.last_offset(),
+        max_timestamp: header.max_timestamp,
+        record_count: header.record_count,
+    };
+    let sync_needed = match (config.flush_messages, config.flush_ms) {
+        (Some(n), _) if w.unflushed >= n => true,
+        (_, Some(ms)) => {
+            let last = inner.sync_state.lock().last_sync_ms;
+            now.saturating_sub(last) >= ms_i64(ms)
+        }
+        _ => false,
+    };
+    Ok(Appended { info, sync_needed, rolled_below_start })
+}
+
+/// Seals the active segment now if it holds anything (a quiet partition's segment can then
+/// expire under retention or be compacted). Returns whether it rolled.
+pub(crate) fn force_roll(inner: &Inner) -> Result<bool> {
+    let config = inner.config.read().clone();
+    let mut w = inner.writer.lock();
+    inner.check_usable()?;
+    if w.pos == 0 {
+        return Ok(false);
+    }
+    inner.mark_dirty()?;
+    let base = inner.next_offset.load(Ordering::Acquire);
+    match w.roll(inner, base, &config) {
+        Ok(()) => Ok(true),
+        Err(e @ Error::StorageFull { .. }) => Err(e),
+        Err(e) => Err(inner.poison(e)),
+    }
 }
 
 /// Waits until every offset below `target` is durable, running the fsync itself unless
@@ -394,8 +488,36 @@ pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
     out
 }
 
+/// Fsyncs when `flush.ms` has passed since the last fsync and something is unsynced (the
+/// maintenance driver's job for partitions that stopped receiving appends). Returns whether
+/// it synced.
+pub(crate) fn flush_if_due(inner: &Inner) -> Result<bool> {
+    let Some(ms) = inner.config.read().flush_ms else { return Ok(false) };
+    let (synced, last) = {
+        let st = inner.sync_state.lock();
+        (st.synced, st.last_sync_ms)
+    };
+    let end = inner.next_offset.load(Ordering::Acquire);
+    if end > synced && inner.clock.now_ms().saturating_sub(last) >= ms_i64(ms) {
+        sync_to(inner, end)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// When the next `flush.ms` fsync is due, in ms from now (`None`: nothing unsynced or no
+/// `flush.ms`).
+pub(crate) fn flush_due_in(inner: &Inner) -> Option<i64> {
+    let ms = inner.config.read().flush_ms?;
+    let st = inner.sync_state.lock();
+    if inner.next_offset.load(Ordering::Acquire) <= st.synced {
+        return None;
+    }
+    Some(st.last_sync_ms.saturating_add(ms_i64(ms)).saturating_sub(inner.clock.now_ms()).max(0))
+}
+
 pub(crate) fn close(inner: &Inner) -> Result<()> {
-    let mut w = inner.writer.lock();
+    let w = inner.writer.lock();
     if inner.closed.load(Ordering::Acquire) {
         return Ok(());
     }
@@ -408,99 +530,97 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
     }
     let path = w.active.log_path();
     let result = (|| {
+        let mut ck = inner.ckpt.lock();
+        if ck.clean_on_disk {
+            // Nothing changed since a clean open: the files already say what they should, and
+            // a backup tool sees nothing touched.
+            return Ok(());
+        }
         w.tracker.finish(&mut w.opened.time.write());
-        w.opened.file.set_len(w.pos).at(&path)?;
+        if w.opened.file.len().at(&path)? != w.pos {
+            w.opened.file.set_len(w.pos).at(&path)?;
+        }
         w.opened.file.sync_data().at(&path)?;
         let meta = w.active.meta();
         {
             let index = w.opened.index.read();
             let time = w.opened.time.read();
-            write_index_files(inner, &w.active, &meta, &index, &time)?;
+            crate::segment::write_indexes(&*inner.fs, &w.active, &meta, &index, &time)?;
         }
-        w.recovery_point = w.active.base;
-        w.write_checkpoint(inner, true)
+        ck.recovery_point = w.active.base;
+        inner.write_checkpoint(&mut ck, true, true)
     })();
     inner.closed.store(true, Ordering::Release);
     inner.sync_cv.notify_all();
     for s in &inner.view().segments {
         s.close(&inner.cache);
     }
+    inner.graveyard.reap(&*inner.fs);
     inner.lock.lock().take();
     result.map_err(|e| inner.poison(e))
 }
 
-pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
-    let mut w = inner.writer.lock();
-    inner.check_usable()?;
-    let end = inner.next_offset.load(Ordering::Acquire);
-    let start = inner.log_start.load(Ordering::Acquire);
-    if offset > end {
-        return Err(Error::OffsetOutOfRange { requested: offset, start, end });
-    }
-    if offset <= start {
-        return Ok(());
-    }
-    w.mark_dirty(inner)?;
-    inner.log_start.store(offset, Ordering::Release);
-    let result = match drop_segments_below(inner, &mut w, offset) {
-        // Nothing to delete: the new start must still be made durable.
-        Ok(false) => w.write_checkpoint(inner, false),
-        Ok(true) => Ok(()),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| inner.poison(e))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Deletes the segments wholly below `offset` (the log start), never the active one. The
-/// checkpoint with the current log start is made durable before any file goes, so a crash
-/// cannot resurrect records. Returns whether anything was deleted (and the checkpoint written).
-fn drop_segments_below(inner: &Inner, w: &mut Writer, offset: u64) -> Result<bool> {
-    let view = inner.view();
-    let n = view.segments.len();
-    let doomed: Vec<Arc<Segment>> = view
-        .segments
-        .iter()
-        .enumerate()
-        .take_while(|(i, _)| i + 1 < n && view.segments.get(i + 1).is_some_and(|next| next.base <= offset))
-        .map(|(_, s)| Arc::clone(s))
-        .collect();
-    if doomed.is_empty() {
-        return Ok(false);
-    }
-    let kept: Vec<Arc<Segment>> = view.segments[doomed.len()..].to_vec();
-    *inner.view.write() = Arc::new(View { segments: kept });
-    w.write_checkpoint(inner, false)?;
-    for s in &doomed {
-        s.deleted.store(true, Ordering::Release);
-        s.close(&inner.cache);
-        delete_segment_files(&*inner.fs, &inner.dir, s.base)?;
-    }
-    Ok(true)
-}
-
-/// Starts a thread that fsyncs on `flush.ms` when the partition has such a setting. It holds
-/// only a weak reference and ends when the partition is closed or dropped.
-pub(crate) fn maybe_start_flusher(inner: &Arc<Inner>) {
-    let Some(flush_ms) = inner.config.read().flush_ms.filter(|&ms| ms > 0) else { return };
-    let weak: Weak<Inner> = Arc::downgrade(inner);
-    let tick = Duration::from_millis((flush_ms / 2).clamp(1, 1000));
-    let _ = std::thread::Builder::new().name("partlog-flush".into()).spawn(move || {
-        loop {
-            std::thread::sleep(tick);
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.closed.load(Ordering::Acquire) || inner.poisoned.load(Ordering::Acquire) {
-                return;
-            }
-            let Some(ms) = inner.config.read().flush_ms else { continue };
-            let (synced, last) = {
-                let st = inner.sync_state.lock();
-                (st.synced, st.last_sync_ms)
-            };
-            let end = inner.next_offset.load(Ordering::Acquire);
-            let due = inner.clock.now_ms().saturating_sub(last) >= ms_i64(ms);
-            if end > synced && due {
-                let _ = sync_to(&inner, end);
-            }
+    fn params() -> RollParams {
+        RollParams {
+            size: 100,
+            incoming: 50,
+            segment_bytes: 1000,
+            first_ts: 1_000,
+            incoming_max_ts: 1_500,
+            segment_ms: 1_000,
+            jitter_ms: 0,
+            index_entries: 0,
+            max_index_entries: 10,
+            base: 0,
+            incoming_last_offset: 10,
         }
-    });
+    }
+
+    #[test]
+    fn roll_decision_table() {
+        let cases: Vec<(&str, RollParams, Option<RollReason>)> = vec![
+            ("fits", params(), None),
+            ("empty never rolls", RollParams { size: 0, incoming: 5000, ..params() }, None),
+            ("exactly full fits", RollParams { incoming: 900, ..params() }, None),
+            ("one byte over", RollParams { incoming: 901, ..params() }, Some(RollReason::Size)),
+            ("time: equal is not over", RollParams { incoming_max_ts: 2_000, ..params() }, None),
+            ("time: strictly over", RollParams { incoming_max_ts: 2_001, ..params() }, Some(RollReason::Time)),
+            (
+                "jitter rolls earlier",
+                RollParams { incoming_max_ts: 1_901, jitter_ms: 100, ..params() },
+                Some(RollReason::Time),
+            ),
+            ("no first timestamp", RollParams { first_ts: NO_TS, incoming_max_ts: i64::MAX, ..params() }, None),
+            ("index full", RollParams { index_entries: 10, ..params() }, Some(RollReason::IndexFull)),
+            (
+                "relative offset overflow",
+                RollParams { incoming_last_offset: u64::from(u32::MAX) + 1, ..params() },
+                Some(RollReason::Overflow),
+            ),
+            (
+                "relative offset at the limit",
+                RollParams { incoming_last_offset: u64::from(u32::MAX), ..params() },
+                None,
+            ),
+        ];
+        for (name, p, want) in cases {
+            assert_eq!(should_roll(&p), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_below_its_bound() {
+        let c = TopicConfig::default().segment_ms(1_000).segment_jitter_ms(300);
+        let dir = std::path::Path::new("/d/0");
+        let js: Vec<u64> = (0..1000).map(|b| roll_jitter(&c, dir, b)).collect();
+        assert!(js.iter().all(|&j| j < 300));
+        assert!(js.iter().any(|&j| j > 150) && js.iter().any(|&j| j < 150), "not spread: {js:?}");
+        assert_eq!(roll_jitter(&TopicConfig::default(), dir, 7), 0);
+        let capped = TopicConfig::default().segment_ms(10).segment_jitter_ms(1_000);
+        assert!((0..100).all(|b| roll_jitter(&capped, dir, b) < 10));
+    }
 }

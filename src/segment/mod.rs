@@ -6,13 +6,15 @@
 //! when evicted.
 
 mod cache;
+pub(crate) mod cursor;
+pub(crate) mod files;
 pub(crate) mod log_file;
 mod offset_index;
 mod time_index;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -27,19 +29,50 @@ use crate::fs::{FileHandle, FileSystem, OpenMode, replace_unsynced};
 /// `i64::MIN` stands for "no timestamp" in summaries.
 pub(crate) const NO_TS: i64 = i64::MIN;
 
-/// File name of a segment's log: 20-digit base offset + `.log`.
-pub(crate) fn log_name(base: u64) -> String {
-    format!("{base:020}.log")
+use files::Ext;
+
+/// Files of retired segments whose last reader has let go, waiting to be unlinked by whoever
+/// runs maintenance next (never by the thread that happened to drop the last reference, which
+/// may be an appender).
+#[derive(Debug, Default)]
+pub(crate) struct Graveyard {
+    files: parking_lot::Mutex<Vec<PathBuf>>,
 }
 
-/// Parses `NNNNNNNNNNNNNNNNNNNN.<ext>` into (base offset, ext).
-pub(crate) fn parse_name(name: &str) -> Option<(u64, &str)> {
-    let (digits, ext) = name.split_at_checked(20)?;
-    let ext = ext.strip_prefix('.')?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+impl Graveyard {
+    pub(crate) fn new() -> Arc<Graveyard> {
+        Arc::new(Graveyard::default())
     }
-    Some((digits.parse().ok()?, ext))
+
+    fn bury(&self, files: Vec<PathBuf>) {
+        if !files.is_empty() {
+            self.files.lock().extend(files);
+        }
+    }
+
+    /// Unlinks every file buried so far; returns how many went. A file that cannot be removed
+    /// now stays buried for the next call (and `.deleted` leftovers are removed at open).
+    pub(crate) fn reap(&self, fs: &dyn FileSystem) -> usize {
+        let files = std::mem::take(&mut *self.files.lock());
+        let mut gone = 0;
+        let mut keep = Vec::new();
+        for f in files {
+            match fs.remove_file(&f) {
+                Ok(()) => gone += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => keep.push(f),
+            }
+        }
+        self.bury(keep);
+        gone
+    }
+}
+
+/// Where a retired segment's files go when its last reference is dropped.
+#[derive(Debug)]
+struct Reaper {
+    graveyard: Arc<Graveyard>,
+    files: Vec<PathBuf>,
 }
 
 /// A summary of one segment, as stored in index headers and the partition checkpoint.
@@ -121,7 +154,18 @@ pub(crate) struct Segment {
     max_ts: AtomicI64,
     max_ts_offset: AtomicU64,
     slot: Mutex<Slot>,
-    pub(crate) deleted: AtomicBool,
+    /// Taken out of the log (deleted by retention or truncation, replaced by compaction): it
+    /// is never opened again, and readers that meet it retry on the current segment list.
+    retired: AtomicBool,
+    reaper: OnceLock<Reaper>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(r) = self.reaper.take() {
+            r.graveyard.bury(r.files);
+        }
+    }
 }
 
 impl Segment {
@@ -136,18 +180,48 @@ impl Segment {
             max_ts: AtomicI64::new(meta.max_ts),
             max_ts_offset: AtomicU64::new(meta.max_ts_offset),
             slot: Mutex::new(Slot::Closed),
-            deleted: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            reaper: OnceLock::new(),
         })
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {
-        self.dir.join(log_name(self.base))
+        files::path(&self.dir, self.base, Ext::Log)
     }
     pub(crate) fn index_path(&self) -> PathBuf {
-        self.dir.join(format!("{:020}.index", self.base))
+        files::path(&self.dir, self.base, Ext::Index)
     }
     pub(crate) fn time_path(&self) -> PathBuf {
-        self.dir.join(format!("{:020}.timeindex", self.base))
+        files::path(&self.dir, self.base, Ext::TimeIndex)
+    }
+
+    /// Takes the segment out of the log: no reader opens it again (a reader holding an open
+    /// handle keeps reading its unchanged bytes), and the handle caches let go of it. Done
+    /// under the slot lock, so an open racing this either completed before (on the old file)
+    /// or sees the segment retired — never opens a file that was renamed or replaced since.
+    pub(crate) fn retire(&self, cache: &HandleCache) {
+        let mut slot = self.slot.lock();
+        self.retired.store(true, Ordering::Release);
+        match std::mem::replace(&mut *slot, Slot::Closed) {
+            Slot::Pinned(o) => cache.remove(o.id),
+            Slot::Open(w) => {
+                if let Some(o) = w.upgrade() {
+                    cache.remove(o.id);
+                }
+            }
+            Slot::Closed => {}
+        }
+    }
+
+    /// Whether [`retire`](Self::retire) was called.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// After [`retire`](Self::retire): `files` (renamed out of the log) are unlinked once the
+    /// last reference to this segment is gone.
+    pub(crate) fn bury_when_dropped(&self, graveyard: &Arc<Graveyard>, files: Vec<PathBuf>) {
+        let _ = self.reaper.set(Reaper { graveyard: Arc::clone(graveyard), files });
     }
 
     pub(crate) fn meta(&self) -> SegMeta {
@@ -179,16 +253,6 @@ impl Segment {
         self.max_ts.load(Ordering::Acquire)
     }
 
-    /// Resets the summary (after truncation or recovery).
-    pub(crate) fn set_meta(&self, m: &SegMeta) {
-        self.records.store(m.records, Ordering::Release);
-        self.first_ts.store(m.first_ts, Ordering::Release);
-        self.max_ts.store(m.max_ts, Ordering::Release);
-        self.max_ts_offset.store(m.max_ts_offset, Ordering::Release);
-        self.len.store(m.size, Ordering::Release);
-        self.next_offset.store(m.next_offset, Ordering::Release);
-    }
-
     /// Publishes one appended batch (writer only).
     pub(crate) fn publish(&self, end: u64, h: &BatchHeader) {
         if self.records.load(Ordering::Relaxed) == 0 && self.first_ts.load(Ordering::Relaxed) == NO_TS {
@@ -214,7 +278,7 @@ impl Segment {
         *self.slot.lock() = Slot::Closed;
     }
 
-    /// Forgets any open handle (the files are being deleted).
+    /// Forgets any open handle (at close).
     pub(crate) fn close(&self, cache: &HandleCache) {
         let mut slot = self.slot.lock();
         match std::mem::replace(&mut *slot, Slot::Closed) {
@@ -229,21 +293,25 @@ impl Segment {
     }
 
     /// The open handle, opening the sealed segment (and loading or rebuilding its indexes) on
-    /// first use.
+    /// first use. `None` when the segment was retired: the caller retries on the current
+    /// segment list.
     pub(crate) fn open(
         &self,
         fs: &dyn FileSystem,
         cache: &HandleCache,
         interval: u32,
         map_reads: bool,
-    ) -> Result<Arc<Opened>> {
+    ) -> Result<Option<Arc<Opened>>> {
         let mut slot = self.slot.lock();
+        if self.is_retired() {
+            return Ok(None);
+        }
         match &*slot {
-            Slot::Pinned(o) => return Ok(Arc::clone(o)),
+            Slot::Pinned(o) => return Ok(Some(Arc::clone(o))),
             Slot::Open(w) => {
                 if let Some(o) = w.upgrade() {
                     cache.touch(&o);
-                    return Ok(o);
+                    return Ok(Some(o));
                 }
             }
             Slot::Closed => {}
@@ -251,17 +319,12 @@ impl Segment {
         let opened = self.open_sealed(fs, interval, map_reads)?;
         cache.touch(&opened);
         *slot = Slot::Open(Arc::downgrade(&opened));
-        Ok(opened)
+        Ok(Some(opened))
     }
 
     fn open_sealed(&self, fs: &dyn FileSystem, interval: u32, map_reads: bool) -> Result<Arc<Opened>> {
         let log_path = self.log_path();
-        let file = match fs.open(&log_path, OpenMode::Read) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.deleted.load(Ordering::Acquire) => {
-                return Err(Error::OffsetOutOfRange { requested: self.base, start: self.base, end: self.base });
-            }
-            r => r.at(&log_path)?,
-        };
+        let file = fs.open(&log_path, OpenMode::Read).at(&log_path)?;
         let meta = self.meta();
         let file_len = file.len().at(&log_path)?;
         if file_len < meta.size {
@@ -309,7 +372,7 @@ fn read_small_file(fs: &dyn FileSystem, path: &Path) -> Option<Vec<u8>> {
 
 /// Reads the summary from an `.index` header (one small read), if it is intact.
 pub(crate) fn read_index_meta(fs: &dyn FileSystem, dir: &Path, base: u64) -> Option<SegMeta> {
-    let path = dir.join(format!("{base:020}.index"));
+    let path = files::path(dir, base, Ext::Index);
     let f = fs.open(&path, OpenMode::Read).ok()?;
     let mut h = [0u8; offset_index::HEADER_LEN];
     f.read_exact_at(&mut h, 0).ok()?;

@@ -240,6 +240,22 @@ impl Topic {
         Ok(out)
     }
 
+    /// Runs retention on every partition now (see [`Partition::run_retention`]).
+    ///
+    /// # Errors
+    /// The first partition's error.
+    pub fn run_retention(&self) -> Result<Vec<crate::RetentionReport>> {
+        self.partitions().iter().map(Partition::run_retention).collect()
+    }
+
+    /// Runs one compaction pass on every partition now (see [`Partition::compact`]).
+    ///
+    /// # Errors
+    /// The first partition's error.
+    pub fn compact(&self) -> Result<Vec<crate::CompactionReport>> {
+        self.partitions().iter().map(Partition::compact).collect()
+    }
+
     /// Syncs every partition (see [`Partition::sync`]).
     ///
     /// # Errors

@@ -1,0 +1,333 @@
+//! One compaction pass over one partition: map the dirty range, rewrite the segments up to
+//! its end group by group, swap each group in.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::choose::{cleanable, group_by_size};
+use super::offset_map::{OffsetMap, SLOT_BYTES};
+use super::{CleanerOptions, CompactionReport, Throttle};
+use crate::batch::{ATTR_DELETE_HORIZON, BatchBuilder, BatchHeader, HEADER_LEN};
+use crate::config::{TopicConfig, ms_i64};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{FileHandle, OpenMode};
+use crate::partition::Inner;
+use crate::partition::maintenance::{self, Prepared};
+use crate::record::RecordRef;
+use crate::segment::cursor::BatchCursor;
+use crate::segment::files::{self, Ext, Transit};
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
+
+/// Bytes buffered before the cleaner writes to its output file.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Runs one pass. `force`: clean whatever is cleanable even if the partition is not due.
+pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, force: bool) -> Result<CompactionReport> {
+    let started = Instant::now();
+    let _m = inner.maint.lock();
+    inner.check_usable()?;
+    let config = inner.config.read().clone();
+    if !config.cleanup_policy.compact {
+        return Err(Error::config(
+            "cleanup.policy",
+            "delete",
+            "compaction needs `compact` in cleanup.policy (compact or compact,delete)",
+        ));
+    }
+    inner.graveyard.reap(&*inner.fs);
+    let now = inner.clock.now_ms();
+    let view = inner.view();
+    let metas: Vec<SegMeta> = view.segments.iter().map(|s| s.meta()).collect();
+    let log_start = inner.log_start.load(Ordering::Acquire);
+    let c = cleanable(&metas, log_start, maintenance::cleaner_offset(inner), now, &config);
+    let mut report =
+        CompactionReport { first_dirty_offset: c.first_dirty, cleaned_up_to: c.first_dirty, ..Default::default() };
+    if c.reset {
+        // Kafka's dirty offset reset: the recorded offset fell outside the log.
+        maintenance::set_cleaner_offset(inner, c.first_dirty)?;
+    }
+    if c.dirty_bytes == 0 || !(force || c.is_due(&config)) {
+        report.duration = started.elapsed();
+        return Ok(report);
+    }
+
+    // Phase 1: the latest offset of every key in the dirty range, as far as the map holds.
+    let wanted = (c.dirty_records as f64 / opts.load_factor).ceil() as u64 + 2;
+    let slots = usize::try_from(wanted.min(opts.dedupe_buffer_bytes / SLOT_BYTES).max(2)).unwrap_or(usize::MAX);
+    let mut map = OffsetMap::new(slots, opts.load_factor);
+    let sealed = view.sealed();
+    let mut full = false;
+    for (i, seg) in sealed.iter().enumerate() {
+        if seg.base >= c.first_uncleanable {
+            break;
+        }
+        if seg.next_offset.load(Ordering::Acquire) <= c.first_dirty {
+            continue;
+        }
+        let Some(opened) = maintenance::open_sealed(inner, seg)? else { return conflict(report, started) };
+        let path = seg.log_path();
+        let from = start_position(&opened, c.first_dirty);
+        let mut cur = BatchCursor::new(&*opened.file, &path, from, seg.len.load(Ordering::Acquire), 0);
+        'batches: while let Some(b) = cur.next_batch()? {
+            throttle.consume(b.bytes.len() as u64);
+            if b.header.last_offset() < c.first_dirty {
+                continue;
+            }
+            for r in b.records(&path) {
+                let r = r?;
+                if r.offset() < c.first_dirty {
+                    continue;
+                }
+                if let Some(k) = r.key()
+                    && !map.put(k, r.offset())
+                {
+                    full = true;
+                    break 'batches;
+                }
+                map.cover_up_to(r.offset());
+            }
+        }
+        if full {
+            break;
+        }
+        // The whole segment is mapped: the map covers the gap up to the next one too.
+        if let Some(next) = view.segments.get(i + 1) {
+            map.cover_up_to(next.base.saturating_sub(1));
+        }
+    }
+    let Some(latest) = map.latest() else {
+        report.duration = started.elapsed();
+        return Ok(report);
+    };
+    let end = (latest + 1).min(c.first_uncleanable);
+    report.partial = full;
+    report.keys_mapped = map.len() as u64;
+    report.map_bytes = map.memory_bytes();
+    report.cleaned = true;
+
+    // Phase 2: rewrite every sealed segment that starts below the end of the mapped range.
+    let to_clean: Vec<Arc<Segment>> = sealed.iter().take_while(|s| s.base < end).cloned().collect();
+    let shape: Vec<(u64, u64, u64)> = to_clean
+        .iter()
+        .map(|s| (s.base, s.next_offset.load(Ordering::Acquire), s.len.load(Ordering::Acquire)))
+        .collect();
+    let groups = group_by_size(
+        &shape,
+        u64::from(config.segment_bytes),
+        config.max_index_entries() as u64,
+        u64::from(config.index_interval_bytes.max(1)),
+    );
+    drop(view);
+    let mut at = 0;
+    let n_groups = groups.len();
+    for (gi, n) in groups.into_iter().enumerate() {
+        let group = &to_clean[at..at + n];
+        at += n;
+        let ctx = Ctx { map: &map, latest, now, config: &config, throttle };
+        let Some(prepared) = clean_group(inner, group, &ctx, &mut report)? else {
+            return conflict(report, started);
+        };
+        report.segments_before += n as u32;
+        report.segments_after += 1;
+        report.bytes_before += group.iter().map(|s| s.len.load(Ordering::Acquire)).sum::<u64>();
+        report.bytes_after += prepared.meta.size;
+        let last = gi + 1 == n_groups;
+        if maintenance::replace_sealed(inner, group, vec![prepared], last.then_some(end))?.is_err() {
+            return conflict(report, started);
+        }
+    }
+    if n_groups == 0 {
+        maintenance::set_cleaner_offset(inner, end)?;
+    }
+    report.cleaned_up_to = end;
+    drop(to_clean);
+    inner.graveyard.reap(&*inner.fs);
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// The segment list changed under the pass (a truncation, say): stop, changing nothing more.
+fn conflict(mut report: CompactionReport, started: Instant) -> Result<CompactionReport> {
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Where to start reading `opened` for `offset`: the index entry's position when the batch
+/// there really starts at the entry's offset, else the segment's start.
+fn start_position(opened: &Opened, offset: u64) -> u64 {
+    let e = opened.index.read().lookup(offset);
+    if e.position == 0 {
+        return 0;
+    }
+    let mut h = [0u8; HEADER_LEN];
+    let ok = opened.file.read_exact_at(&mut h, e.position).is_ok()
+        && BatchHeader::parse(&h, usize::MAX).is_ok_and(|b| b.base_offset == e.offset);
+    if ok { e.position } else { 0 }
+}
+
+struct Ctx<'a> {
+    map: &'a OffsetMap,
+    /// Records above this were not mapped: they are kept as they are.
+    latest: u64,
+    now: i64,
+    config: &'a TopicConfig,
+    throttle: &'a Throttle,
+}
+
+/// The cleaned segment being written.
+struct Output {
+    file: Box<dyn FileHandle>,
+    path: std::path::PathBuf,
+    buf: Vec<u8>,
+    written: u64,
+    meta: SegMeta,
+    index: OffsetIndex,
+    time: TimeIndex,
+    tracker: IndexTracker,
+    interval: u32,
+}
+
+impl Output {
+    fn push(&mut self, bytes: &[u8], h: &BatchHeader, throttle: &Throttle) -> Result<()> {
+        let pos = self.meta.size;
+        self.tracker.on_batch(pos, h, self.interval, &mut self.index, &mut self.time);
+        if self.meta.records == 0 && self.meta.first_ts == NO_TS {
+            self.meta.first_ts = h.base_timestamp;
+        }
+        self.meta.records += u64::from(h.record_count);
+        self.meta.next_offset = h.next_offset();
+        self.meta.size += bytes.len() as u64;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush(throttle)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, throttle: &Throttle) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_at(&self.buf, self.written).at(&self.path)?;
+            throttle.consume(self.buf.len() as u64);
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites one group of segments into one `.cleaned` file, fsynced. `None` when a segment
+/// of the group was retired meanwhile.
+fn clean_group(
+    inner: &Inner,
+    group: &[Arc<Segment>],
+    ctx: &Ctx<'_>,
+    report: &mut CompactionReport,
+) -> Result<Option<Prepared>> {
+    let Some(first) = group.first() else { return Ok(None) };
+    let base = first.base;
+    let cleaned = files::transit_path(&inner.dir, base, Ext::Log, Transit::Cleaned);
+    let file = inner.fs.open(&cleaned, OpenMode::Create).at(&cleaned)?;
+    let mut out = Output {
+        file,
+        path: cleaned.clone(),
+        buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
+        written: 0,
+        meta: SegMeta::empty(base),
+        index: OffsetIndex::new(base),
+        time: TimeIndex::new(base),
+        tracker: IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: base },
+        interval: ctx.config.index_interval_bytes,
+    };
+    let result = (|| -> Result<bool> {
+        out.file.set_len(0).at(&cleaned)?;
+        let mut builder = BatchBuilder::new();
+        for seg in group {
+            let Some(opened) = maintenance::open_sealed(inner, seg)? else { return Ok(false) };
+            let path = seg.log_path();
+            let mut cur = BatchCursor::new(&*opened.file, &path, 0, seg.len.load(Ordering::Acquire), 0);
+            while let Some(b) = cur.next_batch()? {
+                ctx.throttle.consume(b.bytes.len() as u64);
+                let h = b.header;
+                let mut kept: Vec<RecordRef<'_>> = Vec::with_capacity(h.record_count as usize);
+                let mut tombstone_in_range = false;
+                for r in b.records(&path) {
+                    let r = r?;
+                    if keep(&r, &h, ctx, report) {
+                        tombstone_in_range |= r.value().is_none() && r.offset() <= ctx.latest;
+                        kept.push(r);
+                    }
+                }
+                if kept.is_empty() {
+                    continue;
+                }
+                let horizon = match h.delete_horizon() {
+                    Some(t) => Some(t),
+                    None if tombstone_in_range => {
+                        report.delete_horizons_set += 1;
+                        Some(ctx.now.saturating_add(ms_i64(ctx.config.delete_retention_ms)))
+                    }
+                    None => None,
+                };
+                if kept.len() == h.record_count as usize && horizon == h.delete_horizon() {
+                    out.push(b.bytes, &h, ctx.throttle)?;
+                    continue;
+                }
+                builder.begin(h.base_offset);
+                for r in &kept {
+                    builder.push_ref(r);
+                }
+                builder.set_delete_horizon(horizon);
+                let (bytes, nh) =
+                    builder.finish(h.attributes & !ATTR_DELETE_HORIZON, Some(u64::from(h.last_offset_delta)));
+                out.push(bytes, &nh, ctx.throttle)?;
+            }
+        }
+        out.flush(ctx.throttle)?;
+        out.file.sync_data().at(&cleaned)?;
+        Ok(true)
+    })();
+    match result {
+        Ok(true) => {
+            out.tracker.finish(&mut out.time);
+            out.meta.max_ts = out.tracker.max_ts;
+            out.meta.max_ts_offset = out.tracker.max_ts_offset;
+            Ok(Some(Prepared { meta: out.meta, cleaned, index: out.index, time: out.time }))
+        }
+        Ok(false) => {
+            drop(out);
+            files::remove_if_present(&*inner.fs, &cleaned)?;
+            Ok(None)
+        }
+        Err(e) => {
+            drop(out);
+            let _ = files::remove_if_present(&*inner.fs, &cleaned);
+            Err(e)
+        }
+    }
+}
+
+/// Kafka's `shouldRetainRecord`: beyond the mapped range everything stays; keyless records
+/// go; a record stays if it is its key's latest, and a tombstone only until the delete horizon
+/// of its batch has passed.
+fn keep(r: &RecordRef<'_>, h: &BatchHeader, ctx: &Ctx<'_>, report: &mut CompactionReport) -> bool {
+    if r.offset() > ctx.latest {
+        return true;
+    }
+    let Some(key) = r.key() else {
+        report.keyless_records_removed += 1;
+        report.records_removed += 1;
+        return false;
+    };
+    let latest = ctx.map.get(key).is_none_or(|o| r.offset() >= o);
+    if !latest {
+        report.records_removed += 1;
+        return false;
+    }
+    if r.value().is_none() && h.delete_horizon().is_some_and(|t| ctx.now >= t) {
+        report.tombstones_removed += 1;
+        report.records_removed += 1;
+        return false;
+    }
+    true
+}

@@ -1,0 +1,203 @@
+//! The cleaner's fixed-size map from key hash to the latest offset of that key (Kafka's
+//! `SkimpyOffsetMap`).
+//!
+//! Each slot holds a 128-bit hash of a key (MurmurHash3 x64/128) and an offset: 24 bytes, as
+//! in Kafka. Lookups use open addressing with linear probing. The map never stores keys, so
+//! its memory is exactly `slots × 24` bytes whatever the keys' sizes.
+//!
+//! **Collisions.** Two different keys with the same 128-bit hash are taken for one key: the
+//! older of the two records would be removed by compaction. For `n` distinct keys in one pass
+//! the chance of any such pair is about `n² / 2¹²⁹` — for a billion keys, below 10⁻²¹. Kafka
+//! accepts the same risk with MD5.
+
+/// Bytes one slot takes.
+pub(crate) const SLOT_BYTES: u64 = 24;
+
+/// A 128-bit key hash.
+pub(crate) type KeyHash = u128;
+
+/// The hash function; replaceable in tests to force collisions.
+pub(crate) type HashFn = fn(&[u8]) -> KeyHash;
+
+#[derive(Debug)]
+pub(crate) struct OffsetMap {
+    /// `(hash, offset + 1)`; offset field 0 marks an empty slot.
+    slots: Vec<(KeyHash, u64)>,
+    used: usize,
+    max_used: usize,
+    latest: Option<u64>,
+    hash: HashFn,
+}
+
+impl OffsetMap {
+    /// A map of `slots` slots that takes at most `slots × load_factor` keys.
+    pub(crate) fn new(slots: usize, load_factor: f64) -> OffsetMap {
+        Self::with_hash(slots, load_factor, murmur3_128)
+    }
+
+    pub(crate) fn with_hash(slots: usize, load_factor: f64, hash: HashFn) -> OffsetMap {
+        let slots = slots.max(2);
+        let max_used = ((slots as f64 * load_factor) as usize).clamp(1, slots - 1);
+        OffsetMap { slots: vec![(0, 0); slots], used: 0, max_used, latest: None, hash }
+    }
+
+    /// Whether no more distinct keys fit.
+    pub(crate) fn is_full(&self) -> bool {
+        self.used >= self.max_used
+    }
+
+    /// Distinct keys (hashes) held.
+    pub(crate) fn len(&self) -> usize {
+        self.used
+    }
+
+    /// How many distinct keys fit.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.max_used
+    }
+
+    /// Bytes the map takes.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.slots.len() as u64 * SLOT_BYTES
+    }
+
+    fn find(&self, h: KeyHash) -> usize {
+        let n = self.slots.len();
+        let mut i = ((h as u64) % n as u64) as usize;
+        loop {
+            let (sh, so) = self.slots[i];
+            if so == 0 || sh == h {
+                return i;
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+    }
+
+    /// Records that `key`'s latest occurrence so far is at `offset`. Returns `false` (nothing
+    /// stored) when the key is new and the map is full.
+    pub(crate) fn put(&mut self, key: &[u8], offset: u64) -> bool {
+        let h = (self.hash)(key);
+        let i = self.find(h);
+        if self.slots[i].1 == 0 {
+            if self.is_full() {
+                return false;
+            }
+            self.used += 1;
+        }
+        self.slots[i] = (h, offset + 1);
+        self.latest = Some(self.latest.map_or(offset, |l| l.max(offset)));
+        true
+    }
+
+    /// The latest offset recorded for `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<u64> {
+        let (_, o) = self.slots[self.find((self.hash)(key))];
+        o.checked_sub(1)
+    }
+
+    /// The largest offset the map covers: records at or below it were all seen.
+    pub(crate) fn latest(&self) -> Option<u64> {
+        self.latest
+    }
+
+    /// Extends the covered range to `offset` (past an offset gap at the end of a segment).
+    pub(crate) fn cover_up_to(&mut self, offset: u64) {
+        self.latest = Some(self.latest.map_or(offset, |l| l.max(offset)));
+    }
+}
+
+/// MurmurHash3, x64 128-bit variant, seed 0 (Austin Appleby's public-domain algorithm).
+pub(crate) fn murmur3_128(key: &[u8]) -> KeyHash {
+    const C1: u64 = 0x87c3_7b91_1142_53d5;
+    const C2: u64 = 0x4cf5_ad43_2745_937f;
+    fn fmix(mut k: u64) -> u64 {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    }
+    let (mut h1, mut h2) = (0u64, 0u64);
+    let mut blocks = key.chunks_exact(16);
+    for b in &mut blocks {
+        let mut k1 = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let mut k2 = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+        k1 = k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 ^= k1;
+        h1 = h1.rotate_left(27).wrapping_add(h2).wrapping_mul(5).wrapping_add(0x52dc_e729);
+        k2 = k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 ^= k2;
+        h2 = h2.rotate_left(31).wrapping_add(h1).wrapping_mul(5).wrapping_add(0x3849_5ab5);
+    }
+    let tail = blocks.remainder();
+    let (mut k1, mut k2) = (0u64, 0u64);
+    for (i, &b) in tail.iter().enumerate() {
+        if i < 8 {
+            k1 |= u64::from(b) << (8 * i);
+        } else {
+            k2 |= u64::from(b) << (8 * (i - 8));
+        }
+    }
+    if tail.len() > 8 {
+        k2 = k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 ^= k2;
+    }
+    if !tail.is_empty() {
+        k1 = k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 ^= k1;
+    }
+    let len = key.len() as u64;
+    h1 ^= len;
+    h2 ^= len;
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    h1 = fmix(h1);
+    h2 = fmix(h2);
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    (u128::from(h2) << 64) | u128::from(h1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_matches_the_reference_vectors() {
+        // From the reference implementation (h1, h2 as printed by MurmurHash3_x64_128).
+        let h = murmur3_128(b"The quick brown fox jumps over the lazy dog");
+        assert_eq!((h as u64, (h >> 64) as u64), (0xe34b_bc7b_bc07_1b6c, 0x7a43_3ca9_c49a_9347));
+        assert_eq!(murmur3_128(b""), 0);
+    }
+
+    #[test]
+    fn latest_offset_per_key_and_capacity() {
+        let mut m = OffsetMap::new(16, 0.75);
+        assert_eq!(m.capacity(), 12);
+        assert!(m.put(b"a", 1) && m.put(b"b", 2) && m.put(b"a", 7));
+        assert_eq!((m.get(b"a"), m.get(b"b"), m.get(b"c")), (Some(7), Some(2), None));
+        assert_eq!((m.len(), m.latest()), (2, Some(7)));
+        for i in 0..10u32 {
+            assert!(m.put(&i.to_le_bytes(), 100 + u64::from(i)));
+        }
+        assert!(m.is_full());
+        assert!(!m.put(b"new key", 200), "a full map takes no new key");
+        assert!(m.put(b"a", 201), "a full map still updates a key it holds");
+        assert_eq!(m.get(b"new key"), None);
+        assert_eq!(m.memory_bytes(), 16 * SLOT_BYTES);
+        m.cover_up_to(500);
+        assert_eq!(m.latest(), Some(500));
+    }
+
+    #[test]
+    fn colliding_keys_are_taken_for_one_key() {
+        // The documented rule, made visible with a hash that collides on the first byte.
+        let mut m = OffsetMap::with_hash(8, 0.9, |k| u128::from(k.first().copied().unwrap_or(0)));
+        m.put(b"apple", 3);
+        m.put(b"avocado", 9);
+        assert_eq!(m.get(b"apple"), Some(9), "apple's latest offset is avocado's");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get(b"banana"), None);
+    }
+}
