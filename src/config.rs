@@ -33,9 +33,9 @@ pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
 /// Default `file.delete.delay.ms`: 60 s (accepted; see [`KEYS`] for its meaning here).
 pub const DEFAULT_FILE_DELETE_DELAY_MS: u64 = 60_000;
 /// Smallest accepted `segment.bytes`: 14, Kafka's minimum, so any Kafka topic configuration
-/// can be applied. A segment smaller than one batch (a header is
-/// [`BATCH_HEADER_LEN`](crate::format) bytes) makes every append fail with
-/// [`Error::RecordTooLarge`], as Kafka refuses a batch larger than `segment.bytes`.
+/// can be applied. A segment smaller than one batch (a batch header alone is 68 bytes, see
+/// [`format`](crate::format)) makes every append fail with [`Error::RecordTooLarge`], as Kafka
+/// refuses a batch larger than `segment.bytes`.
 pub const MIN_SEGMENT_BYTES: u32 = 14;
 
 /// Which timestamp a record carries (`message.timestamp.type`).

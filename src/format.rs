@@ -1,4 +1,4 @@
-//! # The on-disk format, version 1
+//! # The on-disk format, version 2
 //!
 //! This page is the specification: file names, byte layouts, the write / fsync / rename
 //! protocol, the crash analysis behind it, and what partlog assumes of the disk. All integers
@@ -16,7 +16,7 @@
 //!       0/ 1/ … N-1/                       one directory per partition:
 //!         .lock                            the partition's own lock
 //!         partition.checkpoint             log start, recovery point, clean flag, segment summaries
-//!         truncate.intent                  only while a truncation is in progress
+//!         segments.intent                  only while a truncation or compaction swap is in progress
 //!         00000000000000000000.log         record batches, back to back
 //!         00000000000000000000.index       sparse offset index + segment summary
 //!         00000000000000000000.timeindex   time index
@@ -35,18 +35,30 @@
 //!
 //! | byte | field | type | meaning |
 //! |---:|---|---|---|
-//! | 0 | length | u32 | bytes in the whole batch, this header included (≥ 48) |
+//! | 0 | length | u32 | bytes in the whole batch, this header included (≥ 68) |
 //! | 4 | crc | u32 | CRC-32 of bytes `[8, length)` |
-//! | 8 | magic | u8 | batch format version: 1 |
-//! | 9 | attributes | u8 | bit 0: timestamps are LogAppendTime; other bits 0 |
-//! | 10 | reserved | u16 | 0 |
+//! | 8 | magic | u8 | batch format version: 2 |
+//! | 9 | reserved | u8 | 0 |
+//! | 10 | attributes | u16 | bits 0–2: compression codec (0 none; 1 gzip, 2 snappy, 3 lz4, 4 zstd reserved); bit 3: timestamps are LogAppendTime; bit 4: transactional (reserved); bit 5: control batch (reserved); bit 6: the delete horizon is set; other bits 0 |
 //! | 12 | last offset delta | u32 | last offset − base offset |
 //! | 16 | base offset | u64 | offset of the first record |
 //! | 24 | base timestamp | i64 | timestamp of the first record (ms since the Unix epoch) |
 //! | 32 | max timestamp | i64 | largest record timestamp |
-//! | 40 | record count | u32 | ≤ last offset delta + 1 |
-//! | 44 | reserved | u32 | 0 |
-//! | 48 | records | | `record count` records |
+//! | 40 | delete horizon | i64 | with attribute bit 6: the time from which compaction may drop this batch's tombstones; `i64::MIN` otherwise |
+//! | 48 | producer id | i64 | −1: none (reserved for idempotent appends) |
+//! | 56 | producer epoch | i16 | −1: none |
+//! | 58 | reserved | u16 | 0 |
+//! | 60 | base sequence | i32 | −1: none |
+//! | 64 | record count | u32 | ≤ last offset delta + 1 |
+//! | 68 | records | | `record count` records |
+//!
+//! The layout follows Kafka's v2 batch field for field (in little-endian, with the CRC first),
+//! so the features on the roadmap — compression codecs, idempotent producers, transactions and
+//! control batches — need no new revision. This version writes no codec, no producer fields and
+//! neither flag bit 4 nor 5; a checksum-valid batch that uses any of them is refused as
+//! [`CorruptKind::UnsupportedFeature`](crate::CorruptKind::UnsupportedFeature), never misread.
+//! Compaction keeps a batch's base offset and last offset delta, so a rewritten batch covers
+//! the same offsets with fewer records.
 //!
 //! Each record (varints are unsigned LEB128; "zig-zag" varints map signed values as protobuf):
 //!
@@ -62,7 +74,8 @@
 //! | headers | per header: zig-zag varint key length, UTF-8 key, zig-zag varint value length (−1: null), value |
 //!
 //! A batch is valid iff its length fits in what is left of the file, its CRC matches, its
-//! magic is known, its reserved fields are zero and its records fill it exactly. The CRC covers
+//! magic is known, its reserved fields are zero, the delete horizon agrees with its flag, and
+//! its records fill it exactly. The CRC covers
 //! the base offset and every field after the CRC, so a torn write, appended garbage or a
 //! zero-filled region (length 0) never passes for a batch. Lengths are bounded before any
 //! allocation: by the bytes left in the file and by 2³¹ − 1.
@@ -124,41 +137,56 @@
 //! | byte | field | type |
 //! |---:|---|---|
 //! | 0 | magic `PLCP` | [u8; 4] |
-//! | 4 | version: 1 | u16 |
+//! | 4 | version: 2 | u16 |
 //! | 6 | flags: bit 0 = clean shutdown | u16 |
 //! | 8 | log start offset | u64 |
 //! | 16 | recovery point: base offset of the first segment to re-validate after a crash | u64 |
 //! | 24 | log end offset when written | u64 |
 //! | 32 | segment count N | u32 |
 //! | 36 | reserved | u32 |
-//! | 40 | N segment summaries of 56 bytes: base, size, next offset, records, first ts, max ts, max-ts batch offset | |
-//! | 40 + 56N | CRC-32 of all preceding bytes | u32 |
+//! | 40 | cleaner offset: compaction has cleaned everything below it (Kafka's first dirty offset) | u64 |
+//! | 48 | N segment summaries of 56 bytes: base, size, next offset, records, first ts, max ts, max-ts batch offset | |
+//! | 48 + 56N | CRC-32 of all preceding bytes | u32 |
 //!
-//! A damaged checkpoint costs a full re-validation, nothing else; a newer version is
-//! [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
+//! A damaged checkpoint costs a full re-validation and a fresh start of compaction, nothing
+//! else; another version is [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
 //!
-//! ## Truncation intent (`truncate.intent`)
+//! ## Segment-set intent (`segments.intent`)
 //!
 //! | byte | field | type |
 //! |---:|---|---|
-//! | 0 | magic `PLTR` | [u8; 4] |
+//! | 0 | magic `PLIN` | [u8; 4] |
 //! | 4 | version: 1 | u16 |
-//! | 6 | kind: 0 = cut within a segment, 1 = delete every segment and restart at the target | u16 |
-//! | 8 | target: the new log end offset | u64 |
-//! | 16 | base offset of the segment that keeps the new end | u64 |
-//! | 24 | cut: bytes of that segment kept before the rewritten batch | u64 |
-//! | 32 | rewrite length R | u32 |
-//! | 36 | the rewritten batch: the records of a batch straddling the target that lie below it | R bytes |
-//! | 36 + R | CRC-32 of all preceding bytes | u32 |
+//! | 6 | kind: 0 cut within a segment, 1 reset (delete every segment and restart at the target), 2 replace sealed segments | u16 |
+//! | 8 | payload length P | u32 |
+//! | 12 | payload | P bytes |
+//! | 12 + P | CRC-32 of all preceding bytes | u32 |
+//!
+//! Payloads: **cut**: target (the new log end offset) u64, base offset of the segment that
+//! keeps the new end u64, bytes of it kept u64, rewrite length u32, the rewritten batch (the
+//! records of a batch straddling the target that lie below it). **reset**: target u64.
+//! **replace**: old count u32, new count u32, the old segments' base offsets (u64, ascending),
+//! the new segments' (u64, ascending, the first equal to the first old one).
 //!
 //! An intent that fails its checks, or that partlog could not have written (unknown kind,
-//! offsets out of range), is discarded: it was never acted upon.
+//! offsets out of range, a replacement starting elsewhere than what it replaces), is
+//! discarded: it was never durable, so never acted upon.
+//!
+//! ## Files in transit
+//!
+//! - `<base>.log.cleaned`: a compacted segment, complete and fsynced, not yet swapped in.
+//!   Without a replace intent naming it, it is output of a pass that never committed and is
+//!   removed at open.
+//! - `<name>.deleted`: a file of a segment taken out of the log (retention, a swap) whose last
+//!   reader has not let go yet; unlinked when it does, or at the next open.
+//! - `<name>.tmp`: an atomic replace in progress; removed at open.
 //!
 //! ## Topic metadata (`topic.properties`)
 //!
-//! Text: `# partlog topic metadata`, `format.version=1`, `partitions=N`, then every topic
-//! configuration key as `key=value` (Kafka's names), then `crc32=<8 hex digits>`: the CRC-32 of
-//! every byte before that line.
+//! Text: `# partlog topic metadata`, `format.version=1`, `partitions=N`, then the topic's
+//! configuration overrides as `key=value` (Kafka's names; keys not listed are inherited from
+//! the directory defaults the directory is opened with), then `crc32=<8 hex digits>`: the
+//! CRC-32 of every byte before that line.
 //!
 //! ## Write protocol
 //!
@@ -171,17 +199,36 @@
 //!   replaced with the recovery point at the new segment's base.
 //! - **Atomic replace** (checkpoint, topic metadata, `partlog.meta`): write `<name>.tmp`,
 //!   `fdatasync` it, rename over `<name>`, fsync the directory.
-//! - **Log start moves.** The checkpoint with the new log start is made durable before any
-//!   segment file is deleted; segment files are deleted index first, log last, and the
-//!   directory fsynced. A segment sealed wholly below the log start is deleted the same way.
-//! - **Truncation.** The data the plan keeps is fsynced, then the plan is written durably to
-//!   `truncate.intent`; later segments are deleted, the segment holding the new end is
-//!   *replaced* (kept prefix and rewritten batch copied to `<name>.tmp`, fsynced, renamed over
-//!   it, directory fsynced; a file readers may have mapped is never shrunk in place), the
-//!   checkpoint is written, and the intent removed. An open that finds an intent carries it out
-//!   again first; every step is idempotent, so a crash leaves the old log or the new one.
+//! - **Log start moves and retention.** The checkpoint with the new log start is made durable
+//!   before any segment file goes; then the segments wholly below it leave the list, their
+//!   files are renamed to `.deleted` (out of the log at once) and unlinked when their last
+//!   reader lets go, by whichever maintenance call comes next — never under the writer lock.
+//!   A crash leaves segments below the durable log start, which the next open deletes: never a
+//!   hole in the middle of the log. A segment sealed wholly below the log start goes the same
+//!   way right after the roll that sealed it.
+//! - **Truncation.** The data the plan keeps is fsynced, then the plan (cut or reset) is
+//!   written durably to `segments.intent`; later segments are deleted, the segment holding the
+//!   new end is *replaced* (kept prefix and rewritten batch copied to `<name>.tmp`, fsynced,
+//!   renamed over it, directory fsynced; a file readers may have mapped is never shrunk in
+//!   place), the checkpoint is written, and the intent removed.
+//! - **Compaction swap** (replace sealed segments `old` by `new`): (1) every new segment is
+//!   written as `<base>.log.cleaned` and fsynced; (2) the replace intent naming both sides is
+//!   made durable; (3) the old segments are retired — readers holding them keep their open
+//!   handles on the old bytes, every other reader retries on the new list; (4) each `.cleaned`
+//!   file is renamed to `<base>.log` (atomically replacing an old segment of the same base),
+//!   the other old segments' files are renamed to `.deleted`; (5) the new list is published,
+//!   the directory fsynced, the checkpoint written with the new cleaner offset, and the intent
+//!   removed. Crash analysis: before (2) is durable, the old segments are untouched and the
+//!   `.cleaned` files are strays, removed at open. After (2), open carries the intent out again:
+//!   it renames every `.cleaned` file still there (it was fsynced before the intent, so it is
+//!   complete) and removes the old segments without a successor of their base — both
+//!   idempotent — then re-validates the new segments instead of trusting their summaries.
+//!   Either way the log is the old set or the new set, with every retained record at its offset.
+//! - **Intents in general.** An open that finds a valid intent carries it out before anything
+//!   else; every step is idempotent, so a crash during recovery converges to the same result.
 //! - **Close.** Trim and fsync the active segment, write its indexes, replace the checkpoint
-//!   with the clean flag set. The first change after an open clears the flag (a durable
+//!   with the clean flag set — unless nothing changed since a clean open, in which case close
+//!   writes nothing at all. The first change after an open clears the flag (a durable
 //!   checkpoint write) before touching any segment, so a crash is never mistaken for a clean
 //!   shutdown.
 //! - **Topic create / delete.** Built in `staging/` and renamed into `topics/`; deleted by a
@@ -189,16 +236,22 @@
 //!
 //! ## Recovery and its crash analysis
 //!
-//! Open lists the directory, deletes `.tmp` leftovers, orphan index files and segments wholly
-//! below the log start, and reads the checkpoint.
+//! Open lists the directory, deletes `.tmp` and `.deleted` leftovers, carries out an intent if
+//! there is one, deletes `.cleaned` files no intent names, orphan index files and segments
+//! wholly below the log start, and reads the checkpoint.
 //!
 //! - **Clean flag set** and the segment list matches: every summary is trusted after cheap
 //!   plausibility checks, and the active segment's is confirmed against its batches from the
 //!   last index entry on; nothing else is read.
 //! - **Otherwise**, segments below the recovery point are trusted (they were fsynced before the
 //!   checkpoint naming them was written) and every segment from the recovery point on is
-//!   re-validated batch by batch, its indexes rebuilt. Recovery time follows the unflushed tail,
-//!   not the size of the log.
+//!   re-validated batch by batch; index files are written only where missing or stale.
+//!   Recovery time follows the unflushed tail, not the size of the log. Re-validation fsyncs
+//!   nothing it did not change: a segment has a successor only once it was fsynced (the writer
+//!   syncs a segment before it creates the next, the cleaner before it swaps one in), so every
+//!   sealed segment is already durable.
+//! - A clean flag whose summaries did not hold up (something had to be re-validated) is
+//!   replaced by an unclean checkpoint at once, before any append.
 //! - At the first invalid batch at byte `p`: if no valid batch continuing the offsets starts
 //!   anywhere after `p` in that segment, and no later segment holds data, it is a **torn tail**
 //!   (a crash mid-write, a zero-filled preallocation, appended garbage): the file is cut at `p`
@@ -208,7 +261,8 @@
 //!   in the active segment, a whole 4 KiB page of zeros between the damage and the valid data
 //!   is what a power loss leaves when the kernel wrote later pages back before earlier ones.
 //!   Those writes were never synced (an fsync covers everything before it), so it is cut as a
-//!   torn tail. A tail too hostile to search within a fixed budget is reported as damage.
+//!   torn tail. The search skips holes (`SEEK_DATA`); a claimed batch with a hole in it is not
+//!   a batch; a tail too hostile to search within a fixed budget is reported as damage.
 //!
 //! Why acknowledged data survives: under `flush.messages=1` an append is acknowledged only after
 //! `fdatasync` of the segment that holds it, and that segment's directory entry was fsynced when
@@ -232,4 +286,9 @@
 //!
 //! ## Version history
 //!
+//! - **2**: the batch header follows Kafka's v2 fields (delete horizon for compaction, producer
+//!   id, epoch and base sequence, codec, transactional and control bits; 68 bytes); the
+//!   checkpoint gains the cleaner offset; `truncate.intent` became `segments.intent`, which also
+//!   describes compaction swaps; topic metadata keeps only overrides. Nothing of version 1 was
+//!   ever released, so there is no migration: version 1 files are refused.
 //! - **1**: the first format.

@@ -129,6 +129,20 @@ pub trait FileHandle: Send + Sync + Debug {
         let _ = (pos, len);
     }
 
+    /// The first offset at or after `pos` that lies in a hole (a range with no data on disk,
+    /// which reads as zeros), or the file's length when there is none. Default: the length
+    /// (no hole information).
+    fn hole_at_or_after(&self, pos: u64) -> io::Result<u64> {
+        let _ = pos;
+        self.len()
+    }
+
+    /// The first offset at or after `pos` that holds data, skipping holes; `None` when there
+    /// is no data from `pos` to the end. Default: `pos` itself (no hole information).
+    fn data_at_or_after(&self, pos: u64) -> io::Result<Option<u64>> {
+        Ok((pos < self.len()?).then_some(pos))
+    }
+
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
     /// shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {

@@ -227,9 +227,24 @@ impl FileHandle for StdFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        let have = self.allocated.load(Ordering::Acquire);
+        let mut have = self.allocated.load(Ordering::Acquire);
         if len <= have {
             return Ok(());
+        }
+        if have == 0 {
+            // Bytes already in the file hold data: nothing to reserve there, and no system call
+            // (a `fallocate` would change the file's mtime, which a clean reopen must not).
+            let file_len = self.file.metadata()?.len();
+            let existing = file_len.min(len);
+            if existing > 0 {
+                if let Some(map) = self.map.get().filter(|m| m.writable) {
+                    self.allocated.store(existing.min(map.len), Ordering::Release);
+                }
+                have = existing;
+                if len <= have {
+                    return Ok(());
+                }
+            }
         }
         match fallocate(&self.file, have, len - have) {
             Ok(()) => {
@@ -292,6 +307,32 @@ impl FileHandle for StdFile {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = (pos, len);
+    }
+
+    fn hole_at_or_after(&self, pos: u64) -> io::Result<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            match lseek(&self.file, pos, libc::SEEK_HOLE)? {
+                Some(at) => Ok(at),
+                None => self.len(),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = pos;
+            self.len()
+        }
+    }
+
+    fn data_at_or_after(&self, pos: u64) -> io::Result<Option<u64>> {
+        #[cfg(target_os = "linux")]
+        {
+            lseek(&self.file, pos, libc::SEEK_DATA)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok((pos < self.len()?).then_some(pos))
+        }
     }
 
     fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
@@ -359,6 +400,29 @@ fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
             return Err(err);
         }
     }
+}
+
+/// `lseek` with `SEEK_DATA` / `SEEK_HOLE`; `None` when there is no such offset (ENXIO: past
+/// the end). File systems without hole support report all of the file as data, which is
+/// correct, only not helpful.
+#[cfg(target_os = "linux")]
+fn lseek(file: &File, pos: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    let Ok(off) = libc::off_t::try_from(pos) else { return Ok(None) };
+    // SAFETY: plain syscall on a valid, owned file descriptor; it moves the file offset, which
+    // partlog never uses (all I/O is positional).
+    let rc = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            // No SEEK_DATA / SEEK_HOLE here: everything is data.
+            Some(libc::EINVAL) if whence == libc::SEEK_DATA => Ok(Some(pos)),
+            Some(libc::EINVAL) => Ok(Some(file.metadata()?.len())),
+            _ => Err(err),
+        };
+    }
+    Ok(u64::try_from(rc).ok())
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -130,8 +130,13 @@ fn verify_streaming(
     pos: u64,
     header: &BatchHeader,
 ) -> Result<std::result::Result<(), CorruptKind>> {
-    let mut hasher = crc32fast::Hasher::new();
     let len = u64::from(header.length);
+    // A batch with a hole in it was never written whole (holes are what unwritten ranges
+    // leave): no need to read what it claims.
+    if len > CHUNK as u64 && file.hole_at_or_after(pos).at(path)? < pos + len {
+        return Ok(Err(CorruptKind::BatchChecksum));
+    }
+    let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
     let mut at = batch::OFF_MAGIC as u64;
     while at < len {
@@ -174,7 +179,18 @@ pub(crate) fn valid_batch_after(
     let mut buf = vec![0u8; CHUNK + HEADER_LEN];
     let mut spent = 0u64;
     while start + HEADER_LEN as u64 <= end {
-        let n = usize::try_from((end - start).min(buf.len() as u64)).unwrap_or(buf.len());
+        // Holes hold no batch: jump over them without reading.
+        match file.data_at_or_after(start).at(path)? {
+            Some(d) if d > start => {
+                start = d;
+                continue;
+            }
+            Some(_) => {}
+            None => break,
+        }
+        // ... and never read into one (a header needs its bytes, so keep a header's worth).
+        let data_end = file.hole_at_or_after(start).at(path)?.max(start + HEADER_LEN as u64);
+        let n = usize::try_from((end.min(data_end) - start).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = &mut buf[..n];
         file.read_exact_at(chunk, start).at(path)?;
         let last = n.saturating_sub(HEADER_LEN);
