@@ -26,8 +26,11 @@ fn fill(p: &Partition, n: u64) -> partlog::Result<()> {
     Ok(())
 }
 
-/// Every file below `dir`: size, modification time and contents.
-fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<String, (u64, std::time::SystemTime, Vec<u8>)>> {
+/// A file's size, modification time and contents.
+type FileState = (u64, std::time::SystemTime, Vec<u8>);
+
+/// Every file below `dir`.
+fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<String, FileState>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
