@@ -209,6 +209,48 @@ pub enum Error {
     /// The handle was closed.
     #[error("the log is closed")]
     Closed,
+    /// A consumer has no committed offset for a partition and `auto.offset.reset=none`.
+    #[error(
+        "no committed offset for {topic}-{partition} and auto.offset.reset=none: commit or seek to a position first"
+    )]
+    NoOffsetForPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A commit was refused: the committer may not commit for that partition now.
+    #[error("commit for group {group:?} of {topic}-{partition} refused: {reason}")]
+    CommitRejected {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The consumer does not own that partition.
+    #[error("{topic}-{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// No consumer group of that id exists.
+    #[error("consumer group {group:?} does not exist")]
+    GroupNotFound {
+        /// The group id.
+        group: String,
+    },
+    /// The operation needs a group without members (reset, delete).
+    #[error("consumer group {group:?} has active members: stop them first")]
+    GroupNotEmpty {
+        /// The group id.
+        group: String,
+    },
 }
 
 /// Which bound of the accepted timestamp window a record crossed.

@@ -65,6 +65,7 @@ mod batch;
 mod cleaner;
 mod clock;
 mod config;
+mod consumer;
 mod error;
 pub mod format;
 #[cfg(any(test, feature = "testing"))]
@@ -89,16 +90,24 @@ pub use config::{
     DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_INDEX_BYTES, DEFAULT_SEGMENT_MS, Durability, KEYS as CONFIG_KEYS, KeyEffect,
     KeyInfo, MIN_SEGMENT_BYTES, TimestampType, TopicConfig,
 };
+pub use consumer::{
+    AssignmentStrategy, CONSUMER_KEYS, Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords,
+    DEFAULT_AUTO_COMMIT_INTERVAL_MS, DEFAULT_FETCH_MAX_BYTES, DEFAULT_MAX_PARTITION_FETCH_BYTES,
+    DEFAULT_MAX_POLL_INTERVAL_MS, DEFAULT_MAX_POLL_RECORDS, GroupDescription, GroupPartition, MemberDescription,
+    OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset, OffsetSpec, RebalanceEvent, TopicPartition,
+};
+#[cfg(feature = "async")]
+pub use consumer::{ConsumerStream, OwnedConsumerRecord};
 pub use error::{CorruptKind, Error, Result, TimestampBound};
-pub use logdir::{LogDir, LogDirOptions};
+pub use logdir::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_RETENTION_MS, LogDir, LogDirOptions};
 pub use maintenance::{
     CLEANER_BACKOFF, MAX_MAINTENANCE_INTERVAL, Maintenance, MaintenanceReport, MaintenanceWorker, PartitionRef,
 };
 #[allow(deprecated)]
 pub use partition::TimestampOffset;
 pub use partition::{
-    AppendInfo, LogIter, OffsetAndTimestamp, Partition, PartitionOptions, Reader, RecordMetadata, Records, RecordsIter,
-    RecoveryMode, RecoveryReport, TailCut,
+    AppendInfo, Doorbell, LogIter, OffsetAndTimestamp, Partition, PartitionOptions, Reader, RecordMetadata, Records,
+    RecordsIter, RecoveryMode, RecoveryReport, TailCut,
 };
 pub use record::{Header, HeaderIter, IntoBytes, Record, RecordRef, StoredRecord};
 pub use retention::{DeleteReason, RetentionReport};

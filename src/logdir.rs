@@ -24,6 +24,8 @@ use parking_lot::Mutex;
 use crate::cleaner::{CleanerOptions, CompactionReport, Throttle};
 use crate::clock::{Clock, SystemClock};
 use crate::config::TopicConfig;
+use crate::consumer::group::Coordinator;
+use crate::consumer::{Consumer, ConsumerConfig, GroupDescription, OffsetSpec, TopicPartition};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{DirLock, EntryKind, Fs, OpenMode, StdFs, durable_replace};
 use crate::maintenance::{Maintenance, MaintenanceWorker, PartitionRef};
@@ -51,7 +53,15 @@ pub struct LogDirOptions {
     recovery: RecoveryMode,
     mmap_reads: bool,
     cleaner: CleanerOptions,
+    offsets_partitions: u32,
+    offsets_retention_ms: u64,
 }
+
+/// Default `offsets.topic.num.partitions` here: 1 (Kafka's 50 spread a cluster's groups over
+/// brokers; in one process one partition suffices unless many groups commit at once).
+pub const DEFAULT_OFFSETS_PARTITIONS: u32 = 1;
+/// Default `offsets.retention.minutes`: 7 days, in ms.
+pub const DEFAULT_OFFSETS_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl Default for LogDirOptions {
     fn default() -> Self {
@@ -63,6 +73,8 @@ impl Default for LogDirOptions {
             recovery: RecoveryMode::Strict,
             mmap_reads: cfg!(target_os = "linux"),
             cleaner: CleanerOptions::default(),
+            offsets_partitions: DEFAULT_OFFSETS_PARTITIONS,
+            offsets_retention_ms: DEFAULT_OFFSETS_RETENTION_MS,
         }
     }
 }
@@ -111,6 +123,18 @@ impl LogDirOptions {
         self.cleaner = options;
         self
     }
+    /// Partitions of `__consumer_offsets` when it is created (Kafka's
+    /// `offsets.topic.num.partitions`, default [`DEFAULT_OFFSETS_PARTITIONS`]).
+    pub fn offsets_topic_num_partitions(mut self, n: u32) -> Self {
+        self.offsets_partitions = n.max(1);
+        self
+    }
+    /// How long the committed offsets of an empty group are kept (Kafka's
+    /// `offsets.retention.minutes`, default 7 days); the maintenance driver expires them.
+    pub fn offsets_retention(mut self, d: std::time::Duration) -> Self {
+        self.offsets_retention_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
     /// Opens or creates the log directory.
     ///
     /// # Errors
@@ -135,6 +159,8 @@ struct DirInner {
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// The cleaner's I/O limit, shared by every pass in the directory.
     throttle: Arc<Throttle>,
+    /// Consumer groups and committed offsets.
+    coordinator: Coordinator,
 }
 
 /// A directory of topics: what an application opens.
@@ -228,6 +254,7 @@ impl LogDir {
                 nonce: AtomicU64::new(0),
                 lock: Mutex::new(Some(lock)),
                 throttle,
+                coordinator: Coordinator::default(),
             }),
         })
     }
@@ -242,6 +269,98 @@ impl LogDir {
     /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The internal topic `name`, created with `config` if it does not exist yet.
+    pub(crate) fn internal_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
+        match self.topic(name) {
+            Err(Error::TopicNotFound { .. }) => match self.create_topic_inner(name, config) {
+                Err(Error::TopicExists { .. }) => self.topic(name),
+                r => r,
+            },
+            r => r,
+        }
+    }
+
+    /// Whether the internal topic `name` exists.
+    pub(crate) fn has_internal_topic(&self, name: &str) -> bool {
+        self.inner.topics.lock().contains_key(name)
+            || self.inner.opts.fs.entry_kind(&self.topic_dir(name)).ok().flatten().is_some()
+    }
+
+    /// Partitions `__consumer_offsets` is created with.
+    pub(crate) fn offsets_partitions(&self) -> u32 {
+        self.inner.opts.offsets_partitions
+    }
+
+    /// The directory's clock, now.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.opts.clock.now_ms()
+    }
+
+    pub(crate) fn coordinator(&self) -> &Coordinator {
+        &self.inner.coordinator
+    }
+
+    /// A consumer of this directory's topics (see [`Consumer`]).
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        self.check_open()?;
+        Ok(Consumer::new(self.clone(), config))
+    }
+
+    /// Consumer groups with members or committed offsets (`kafka-consumer-groups --list`).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a damaged offset record; [`Error::Io`].
+    pub fn list_groups(&self) -> Result<Vec<String>> {
+        self.check_open()?;
+        self.coordinator().list(self)
+    }
+
+    /// A group's members, assignment, committed offsets and lag per partition
+    /// (`kafka-consumer-groups --describe`).
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`]; as [`list_groups`](Self::list_groups).
+    pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.check_open()?;
+        self.coordinator().describe(self, group)
+    }
+
+    /// Moves the committed offsets of an empty group (`kafka-consumer-groups
+    /// --reset-offsets`): of `partitions`, or every partition it has an offset for when empty.
+    /// Only a plan unless `execute`, as Kafka's tool. Returns the new offsets.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotEmpty`] while it has members; [`Error::TopicNotFound`],
+    /// [`Error::PartitionNotFound`]; I/O errors.
+    pub fn reset_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+        execute: bool,
+    ) -> Result<Vec<(TopicPartition, u64)>> {
+        self.check_open()?;
+        self.coordinator().reset(self, group, partitions, to, execute)
+    }
+
+    /// Deletes an empty group and its committed offsets (`kafka-consumer-groups --delete`).
+    ///
+    /// # Errors
+    /// [`Error::GroupNotEmpty`], [`Error::GroupNotFound`]; I/O errors.
+    pub fn delete_group(&self, group: &str) -> Result<()> {
+        self.check_open()?;
+        self.coordinator().delete(self, group)
+    }
+
+    /// Expires the committed offsets of groups empty for `offsets.retention.minutes` (the
+    /// maintenance driver calls this); returns the groups expired.
+    pub(crate) fn expire_offsets(&self) -> Result<Vec<String>> {
+        self.coordinator().expire(self, self.inner.opts.offsets_retention_ms)
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -334,11 +453,20 @@ impl LogDir {
         format!("{}{suffix}", topic.get(..keep).unwrap_or(""))
     }
 
-    /// Names of all topics, sorted.
+    /// Names of the application's topics, sorted (internal topics, whose names start with
+    /// `__`, are left out: see [`list_topics`](Self::list_topics)).
     ///
     /// # Errors
     /// [`Error::Io`], [`Error::Closed`].
     pub fn topics(&self) -> Result<Vec<String>> {
+        self.list_topics(false)
+    }
+
+    /// Names of all topics, sorted; internal ones (`__consumer_offsets`) only when asked.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Closed`].
+    pub fn list_topics(&self, include_internal: bool) -> Result<Vec<String>> {
         self.check_open()?;
         let p = self.inner.path.join(TOPICS);
         let mut names: Vec<String> = self
@@ -351,6 +479,7 @@ impl LogDir {
             .filter(|e| e.kind == EntryKind::Dir)
             .filter_map(|e| e.name.into_string().ok())
             .filter(|n| validate_topic_name(n).is_ok())
+            .filter(|n| include_internal || !is_internal(n))
             .collect();
         names.sort();
         Ok(names)
@@ -364,6 +493,16 @@ impl LogDir {
     /// [`Error::InvalidTopicName`], [`Error::TopicExists`], [`Error::InvalidConfig`],
     /// [`Error::Io`].
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
+        if is_internal(name) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_owned(),
+                reason: "names starting with `__` are reserved for internal topics".into(),
+            });
+        }
+        self.create_topic_inner(name, config)
+    }
+
+    fn create_topic_inner(&self, name: &str, config: TopicConfig) -> Result<Topic> {
         self.check_open()?;
         validate_topic_name(name)?;
         let config = config.inherit_from(&self.inner.opts.defaults);
@@ -516,6 +655,12 @@ impl LogDir {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_open()?;
         validate_topic_name(name)?;
+        if is_internal(name) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_owned(),
+                reason: "internal topics cannot be deleted".into(),
+            });
+        }
         let _admin = self.inner.admin.lock();
         let fs = &*self.inner.opts.fs;
         let dir = self.topic_dir(name);
@@ -574,6 +719,11 @@ impl LogDir {
 
 /// Whether `path` is a partlog directory (`Ok(true)`), an empty one partlog may initialise
 /// (`Ok(false)`), or somebody else's ([`Error::NotALogDir`]).
+/// Internal topics' names start with `__` (Kafka's rule for `__consumer_offsets` and kin).
+pub(crate) fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 fn check_ownership(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<bool> {
     let meta_path = path.join(META_FILE);
     if fs.entry_kind(&meta_path).at(&meta_path)?.is_some() {

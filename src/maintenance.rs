@@ -125,6 +125,10 @@ impl Maintenance {
                 }
             }
         }
+        // Committed offsets of groups empty for offsets.retention.minutes.
+        if let Err(e) = self.dir.expire_offsets() {
+            report.errors.push((PartitionRef { topic: crate::OFFSETS_TOPIC.to_owned(), partition: 0 }, e));
+        }
         match dirtiest {
             Some((_, at, p)) => {
                 match p.compact_throttled(&self.cleaner, &self.throttle, false) {

@@ -17,6 +17,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod intent;
 pub(crate) mod maintenance;
+mod notify;
 mod read;
 mod recovery;
 pub(crate) mod segments;
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+pub use notify::Doorbell;
 #[allow(deprecated)]
 pub use read::TimestampOffset;
 pub use read::{LogIter, OffsetAndTimestamp, Reader, Records, RecordsIter};
@@ -218,6 +220,8 @@ pub(crate) struct Inner {
     pub(crate) report: RecoveryReport,
     /// The compaction engine's last outcome for this partition.
     pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
+    /// Doorbells of waiters to ring after each append.
+    pub(crate) listeners: notify::Listeners,
     pub(crate) log_start: AtomicU64,
     pub(crate) next_offset: AtomicU64,
     pub(crate) sync_state: Mutex<SyncState>,
@@ -302,6 +306,54 @@ impl Partition {
     /// The partition's index in its topic (see [`PartitionOptions::partition_id`]).
     pub fn id(&self) -> u32 {
         self.inner.id
+    }
+
+    /// Registers `bell` to be rung by every append while it is armed (see [`Doorbell`]); the
+    /// partition keeps only a weak reference.
+    pub fn register_doorbell(&self, bell: &Arc<Doorbell>) {
+        self.inner.listeners.register(bell);
+    }
+
+    /// Stops ringing `bell`.
+    pub fn unregister_doorbell(&self, bell: &Arc<Doorbell>) {
+        self.inner.listeners.unregister(bell);
+    }
+
+    /// Waits until the log end offset is above `offset` (a record at or after it can be read)
+    /// or `timeout` passes, without polling: woken by the append itself. Returns whether it is.
+    ///
+    /// ```
+    /// use partlog::{Partition, Record};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let p = Partition::open(dir.path().join("p"))?;
+    /// let writer = p.clone();
+    /// let t = std::thread::spawn(move || writer.append(Record::with_value("hello")));
+    /// assert!(p.wait_for(0, Duration::from_secs(30)));
+    /// t.join().expect("appender")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for(&self, offset: u64, timeout: std::time::Duration) -> bool {
+        if self.log_end_offset() > offset {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let bell = Doorbell::new();
+        self.register_doorbell(&bell);
+        let found = loop {
+            bell.arm();
+            if self.log_end_offset() > offset {
+                bell.disarm();
+                break true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.inner.closed.load(Ordering::Acquire) {
+                break false;
+            }
+            bell.wait(left);
+        };
+        self.unregister_doorbell(&bell);
+        found
     }
 
     /// Appends records as one atomic batch: after a crash either all of them are in the log or

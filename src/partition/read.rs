@@ -27,6 +27,8 @@ pub struct Records {
     start: usize,
     end: usize,
     min_offset: u64,
+    /// Records at or above this are not returned (set by [`Records::limit`]).
+    max_offset: u64,
     next_offset: u64,
 }
 
@@ -41,12 +43,57 @@ enum Data {
 
 impl Records {
     fn empty(at: u64) -> Records {
-        Records { data: Data::Empty, start: 0, end: 0, min_offset: at, next_offset: at }
+        Records { data: Data::Empty, start: 0, end: 0, min_offset: at, max_offset: u64::MAX, next_offset: at }
     }
 
     /// Iterates the records, borrowing from this buffer.
     pub fn iter(&self) -> RecordsIter<'_> {
-        RecordsIter { rest: self.as_bytes(), cur: None, min_offset: self.min_offset }
+        RecordsIter { rest: self.as_bytes(), cur: None, min_offset: self.min_offset, max_offset: self.max_offset }
+    }
+
+    /// Keeps at most the first `n` records: iteration stops after them and
+    /// [`next_fetch_offset`](Self::next_fetch_offset) becomes the offset after the last one
+    /// kept. Counts from batch headers where it can, decoding only the batches it must.
+    /// Returns how many records are kept.
+    pub fn limit(&mut self, n: usize) -> usize {
+        let mut left = n;
+        let mut rest = self.as_bytes();
+        let mut kept = 0usize;
+        let mut cut: Option<u64> = None;
+        while !rest.is_empty() {
+            let Ok(h) = BatchHeader::parse(rest, rest.len()) else { break };
+            let (b, tail) = rest.split_at(h.length as usize);
+            rest = tail;
+            let whole = h.base_offset >= self.min_offset && h.last_offset() < self.max_offset;
+            if whole && (h.record_count as usize) <= left {
+                left -= h.record_count as usize;
+                kept += h.record_count as usize;
+                continue;
+            }
+            let mut it = RecordIter::new(b, h);
+            if it.skip_before(self.min_offset).is_err() {
+                break;
+            }
+            for r in it.by_ref() {
+                if r.offset() >= self.max_offset {
+                    break;
+                }
+                if left == 0 {
+                    cut = Some(r.offset());
+                    break;
+                }
+                left -= 1;
+                kept += 1;
+            }
+            if cut.is_some() {
+                break;
+            }
+        }
+        if let Some(c) = cut {
+            self.max_offset = c;
+            self.next_offset = c;
+        }
+        kept
     }
 
     /// True when no record was returned: the read was at the log end, or only offsets without
@@ -88,6 +135,7 @@ pub struct RecordsIter<'a> {
     rest: &'a [u8],
     cur: Option<RecordIter<'a>>,
     min_offset: u64,
+    max_offset: u64,
 }
 
 impl<'a> Iterator for RecordsIter<'a> {
@@ -100,6 +148,11 @@ impl<'a> Iterator for RecordsIter<'a> {
                 // Records before `min_offset` were skipped when the batch was entered, and
                 // offsets only grow within a batch.
                 if let Some(r) = it.next() {
+                    if r.offset() >= self.max_offset {
+                        self.rest = &[];
+                        self.cur = None;
+                        return None;
+                    }
                     return Some(r);
                 }
                 self.cur = None;
@@ -222,6 +275,7 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
             start,
             end,
             min_offset: offset,
+            max_offset: u64::MAX,
             next_offset: found.next_offset,
         }));
     }
@@ -238,6 +292,7 @@ fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, int
         start: found.start,
         end: found.end,
         min_offset: offset,
+        max_offset: u64::MAX,
         next_offset: found.next_offset,
     }))
 }

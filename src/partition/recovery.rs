@@ -435,6 +435,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         graveyard: Graveyard::new(),
         report,
         cleaner: Mutex::new(crate::cleaner::CleanerState::default()),
+        listeners: super::notify::Listeners::default(),
         log_start: AtomicU64::new(log_start),
         next_offset: AtomicU64::new(next_offset),
         sync_state: Mutex::new(SyncState { synced: if clean { next_offset } else { 0 }, ..SyncState::default() }),

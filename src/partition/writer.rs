@@ -307,6 +307,7 @@ pub(crate) fn append(inner: &Inner, records: &[Record<'_>]) -> Result<AppendInfo
         inner.appending.fetch_sub(1, Ordering::AcqRel);
     }
     let done = result?;
+    inner.listeners.appended();
     if done.rolled_below_start {
         // The segment just sealed lies wholly below the log start: delete it now, outside the
         // writer lock (or leave it to the next retention pass if one is running).
@@ -552,6 +553,7 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
     })();
     inner.closed.store(true, Ordering::Release);
     inner.sync_cv.notify_all();
+    inner.listeners.ring_all();
     for s in &inner.view().segments {
         s.close(&inner.cache);
     }
