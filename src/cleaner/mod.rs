@@ -14,8 +14,11 @@
 //! its batch (so it survives restarts), and goes in the first pass after that.
 //!
 //! Every byte the cleaner reads is checked ([`crate::segment::cursor`]); damage fails the pass
-//! with [`Error::Corrupt`], leaves the log as it was, and is kept in the partition's
-//! [`CleanerStatus`] — a damaged segment is never "cleaned" into silent loss.
+//! with [`Error::Corrupt`] and is kept in the partition's [`CleanerStatus`] — a damaged segment
+//! is never "cleaned" into silent loss. Damage in the dirty range is met while mapping, before
+//! anything changes; damage in the clean part is met while rewriting, after the groups before
+//! it were swapped in (each a complete, valid compaction, as in Kafka): the damaged segment and
+//! everything after it stay as they were.
 
 pub(crate) mod choose;
 mod clean;
