@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use partlog::fs::FileSystem;
 use partlog::fs::sim::{CrashMode, SimFs};
-use partlog::{
-    CleanerOptions, CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, TopicConfig,
-};
+use partlog::{CleanerOptions, CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, TopicConfig};
 
 mod common;
 use common::{Rng, seed};
@@ -375,14 +373,16 @@ fn tombstones_stay_until_their_delete_horizon() -> TestResult {
     let clock = ManualClock::new(T0);
     let cfg = compact_cfg().delete_retention_ms(10_000);
     let p = open(&fs, &clock, &cfg)?;
-    let mut h = Vec::new();
-    h.push(append(&p, Some(b"a"), Some(b"a1"), T0)?);
-    h.push(append(&p, Some(b"b"), Some(b"b1"), T0)?);
-    h.push(append(&p, Some(b"a"), Some(b"a2"), T0)?);
-    h.push(append(&p, Some(b"c"), None, T0)?); // a tombstone for a key never written
-    h.push(append(&p, Some(b"a"), None, T0)?); // a's tombstone
-    h.push(append(&p, Some(b"b"), None, T0)?); // b's tombstone...
-    h.push(append(&p, Some(b"b"), Some(b"b2"), T0)?); // ...superseded
+    let writes: [(&[u8], Option<&[u8]>); 7] = [
+        (b"a", Some(b"a1")),
+        (b"b", Some(b"b1")),
+        (b"a", Some(b"a2")),
+        (b"c", None),        // a tombstone for a key never written
+        (b"a", None),        // a's tombstone
+        (b"b", None),        // b's tombstone...
+        (b"b", Some(b"b2")), // ...superseded
+    ];
+    let h = writes.iter().map(|(k, v)| append(&p, Some(k), *v, T0)).collect::<Result<Vec<_>, _>>()?;
     p.roll()?;
     let t1 = T0 + 5_000;
     clock.set(t1);
@@ -858,9 +858,8 @@ fn corrupt_clean_segment_fails_the_pass_and_loses_nothing() -> TestResult {
     // Groups are swapped in one by one, as in Kafka: the groups before the damaged segment
     // may already be compacted; the damaged segment and everything after it are untouched.
     let after = snapshot(&fs, Path::new(DIR))?;
-    let untouched = |name: &String| {
-        name.get(..20).and_then(|b| b.parse::<u64>().ok()).is_some_and(|base| base >= victim)
-    };
+    let untouched =
+        |name: &String| name.get(..20).and_then(|b| b.parse::<u64>().ok()).is_some_and(|base| base >= victim);
     let changed: Vec<&String> =
         after.keys().chain(before.keys()).filter(|k| untouched(k) && before.get(*k) != after.get(*k)).collect();
     assert!(changed.is_empty(), "a failed pass changed {changed:?}");

@@ -46,7 +46,11 @@ struct Setup {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { key: u8, tombstone: bool, len: u8 },
+    Append {
+        key: u8,
+        tombstone: bool,
+        len: u8,
+    },
     Batch(Vec<(u8, bool, u8)>),
     Roll,
     Compact,
@@ -57,7 +61,10 @@ enum Op {
     Reopen,
     Crash,
     /// Power loss after `after` mutating operations of a pass.
-    CrashDuring { compact: bool, after: u8 },
+    CrashDuring {
+        compact: bool,
+        after: u8,
+    },
 }
 
 /// A record as appended.
@@ -148,13 +155,13 @@ fn check(p: &Partition, m: &mut Model, ctx: &str) -> Result<Vec<(u64, Rec)>, Str
         return Err(format!("{ctx}: log end {end}, {n} records appended (all durable)"));
     }
     if start < m.seen_start || start < m.asked_start || start > end {
-        return Err(format!(
-            "{ctx}: log start {start} (seen {}, asked {}, end {end})",
-            m.seen_start, m.asked_start
-        ));
+        return Err(format!("{ctx}: log start {start} (seen {}, asked {}, end {end})", m.seen_start, m.asked_start));
     }
     if !m.setup.compact_delete && start != m.asked_start {
-        return Err(format!("{ctx}: log start {start} under `compact`, only advance_log_start({}) moves it", m.asked_start));
+        return Err(format!(
+            "{ctx}: log start {start} under `compact`, only advance_log_start({}) moves it",
+            m.asked_start
+        ));
     }
     m.seen_start = start;
     let mut got = Vec::new();
@@ -206,13 +213,7 @@ fn check(p: &Partition, m: &mut Model, ctx: &str) -> Result<Vec<(u64, Rec)>, Str
 fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
     let fs = SimFs::new();
     let clock = ManualClock::new(T0);
-    let mut m = Model {
-        setup: setup.clone(),
-        appended: Vec::new(),
-        asked_start: 0,
-        seen_start: 0,
-        passes: Vec::new(),
-    };
+    let mut m = Model { setup: setup.clone(), appended: Vec::new(), asked_start: 0, seen_start: 0, passes: Vec::new() };
     let mut p = open(&fs, &clock, &m)?;
     for (i, op) in ops.iter().enumerate() {
         let ctx = format!("op #{i} {op:?}");
@@ -231,11 +232,8 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     continue;
                 }
                 let base = m.appended.len() as u64;
-                let recs: Vec<Rec> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &(k, t, l))| record(&m, k, t, l, base + j as u64, now))
-                    .collect();
+                let recs: Vec<Rec> =
+                    items.iter().enumerate().map(|(j, &(k, t, l))| record(&m, k, t, l, base + j as u64, now)).collect();
                 let batch: Vec<Record<'_>> = recs.iter().map(to_record).collect();
                 let at = p.append_batch(&batch).map_err(|e| format!("{ctx}: {e}"))?;
                 if at.base_offset != base {
@@ -263,7 +261,10 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(), String> {
                     }
                 }
                 if r.cleaned && !r.partial && m.setup.min_lag_ms == 0 && r.cleaned_up_to != active {
-                    return Err(format!("{ctx}: a whole pass stopped at {} before the active segment {active}", r.cleaned_up_to));
+                    return Err(format!(
+                        "{ctx}: a whole pass stopped at {} before the active segment {active}",
+                        r.cleaned_up_to
+                    ));
                 }
             }
             Op::Retention => {
@@ -351,7 +352,7 @@ fn setup() -> impl Strategy<Value = Setup> {
 fn op() -> impl Strategy<Value = Op> {
     let item = (any::<u8>(), prop::bool::weighted(0.15), any::<u8>());
     prop_oneof![
-        30 => item.clone().prop_map(|(key, tombstone, len)| Op::Append { key, tombstone, len }),
+        30 => item.prop_map(|(key, tombstone, len)| Op::Append { key, tombstone, len }),
         8 => vec(item, 0..6).prop_map(Op::Batch),
         6 => Just(Op::Roll),
         8 => Just(Op::Compact),

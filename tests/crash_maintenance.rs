@@ -42,9 +42,7 @@ struct Rec {
 
 fn read_all(p: &Partition) -> Result<Vec<Rec>, Error> {
     p.iter(p.log_start_offset())
-        .map(|r| {
-            r.map(|s| Rec { offset: s.offset, key: s.key.unwrap_or_default(), value: s.value })
-        })
+        .map(|r| r.map(|s| Rec { offset: s.offset, key: s.key.unwrap_or_default(), value: s.value }))
         .collect()
 }
 
@@ -220,7 +218,8 @@ fn check(p: &Partition, fs: &SimFs, w: &Workload, ex: &Expect, pr: &Progress, ct
             let mut seen_before = false;
             for (i, &b) in bases.iter().enumerate() {
                 let e = bases.get(i + 1).copied().unwrap_or(built_end);
-                let cut = |v: &[Rec]| -> Vec<Rec> { v.iter().filter(|r| r.offset >= b && r.offset < e).cloned().collect() };
+                let cut =
+                    |v: &[Rec]| -> Vec<Rec> { v.iter().filter(|r| r.offset >= b && r.offset < e).cloned().collect() };
                 let (g, bf, af) = (cut(&old), cut(&before), cut(&after));
                 let is_after = g == af;
                 if g != bf && !is_after {
@@ -247,7 +246,11 @@ fn check(p: &Partition, fs: &SimFs, w: &Workload, ex: &Expect, pr: &Progress, ct
         return Err(format!("{ctx}: records after the operation read as {:?}, appended {:?}", new, w.after));
     }
     if new.len() < pr.after_acked || new.len() > pr.after_acked + 1 {
-        return Err(format!("{ctx}: {} appends after the operation in the log, {} acknowledged", new.len(), pr.after_acked));
+        return Err(format!(
+            "{ctx}: {} appends after the operation in the log, {} acknowledged",
+            new.len(),
+            pr.after_acked
+        ));
     }
     let end = built_end + new.len() as u64;
     if p.log_end_offset() != end {
@@ -307,7 +310,12 @@ fn sweep(name: &str, seed: u64, w: &Workload, ex: &Expect, max_points: u64, reco
         fs.mutating_ops()
     };
     let ks = points(built_ops, total, max_points, seed);
-    println!("{name}: {} ops to build, {} more; crashing at {} points x 3 modes", built_ops, total - built_ops, ks.len());
+    println!(
+        "{name}: {} ops to build, {} more; crashing at {} points x 3 modes",
+        built_ops,
+        total - built_ops,
+        ks.len()
+    );
     let mut failures = Vec::new();
     let mut recoveries_crashed = 0u64;
     let mut states = std::collections::BTreeSet::new();
@@ -404,10 +412,8 @@ fn rec(offset: u64, key: &str, value: &str) -> Rec {
 fn batch_size() -> Result<u64, Error> {
     let fs = SimFs::new();
     let p = open(&fs, &TopicConfig::default())?;
-    put(&p, &rec(0, "k000", "value-000000")).map_err(|e| Error::Io {
-        path: DIR.into(),
-        source: std::io::Error::other(e),
-    })?;
+    put(&p, &rec(0, "k000", "value-000000"))
+        .map_err(|e| Error::Io { path: DIR.into(), source: std::io::Error::other(e) })?;
     Ok(p.segments()[0].size)
 }
 

@@ -11,13 +11,11 @@
 //! and that every offset they skip is one retention or compaction may have removed. The
 //! `MaintenanceWorker` is started, woken, stopped, and driven by a closing log directory.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use partlog::{
-    CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, StoredRecord, TopicConfig,
-};
+use partlog::{CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, StoredRecord, TopicConfig};
 
 mod common;
 use common::{Rng, seed};
@@ -30,12 +28,16 @@ const KEYS: u64 = 37;
 
 /// Every tenth record has a key of its own: compaction never removes it.
 fn key_of(o: u64) -> Vec<u8> {
-    if o % 10 == 0 { format!("unique-{o:08}").into_bytes() } else { format!("key-{:03}", o % KEYS).into_bytes() }
+    if o.is_multiple_of(10) {
+        format!("unique-{o:08}").into_bytes()
+    } else {
+        format!("key-{:03}", o % KEYS).into_bytes()
+    }
 }
 
 /// The next offset with the same key as `o` (`None` for a unique key).
 fn next_same_key(o: u64) -> Option<u64> {
-    if o % 10 == 0 {
+    if o.is_multiple_of(10) {
         return None;
     }
     (1..).map(|j| o + KEYS * j).find(|x| x % 10 != 0)
@@ -176,7 +178,11 @@ fn reader_lookups(p: &Partition, done: &AtomicBool, seed: u64) -> Result<Stats, 
             match p.segment_indexes(seg.base_offset) {
                 Ok((index, _)) => {
                     if index.base_offset() != seg.base_offset {
-                        return Err(format!("segment_indexes({}) gave the index of {}", seg.base_offset, index.base_offset()));
+                        return Err(format!(
+                            "segment_indexes({}) gave the index of {}",
+                            seg.base_offset,
+                            index.base_offset()
+                        ));
                     }
                 }
                 Err(Error::OffsetOutOfRange { .. })
@@ -266,7 +272,11 @@ fn under_load(
         }
         Ok(())
     })?;
-    println!("{} records appended, {} maintenance passes", appended.load(Ordering::Acquire), passes.load(Ordering::Acquire));
+    println!(
+        "{} records appended, {} maintenance passes",
+        appended.load(Ordering::Acquire),
+        passes.load(Ordering::Acquire)
+    );
     Ok(appended.load(Ordering::Acquire))
 }
 

@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use partlog::fs::FileSystem;
 use partlog::fs::sim::SimFs;
-use partlog::{
-    CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, StoredRecord, TopicConfig,
-};
+use partlog::{CleanupPolicy, Durability, Error, LogDir, ManualClock, Partition, Record, StoredRecord, TopicConfig};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -410,10 +408,8 @@ fn compact_policy_ignores_size_and_time_but_obeys_the_log_start() -> TestResult 
     let batch = batch_size()?;
     let fs = SimFs::new();
     let clock = ManualClock::new(T0);
-    let cfg = five_per_segment(batch)
-        .cleanup_policy(CleanupPolicy::COMPACT)
-        .retention_bytes(Some(1))
-        .retention_ms(Some(1));
+    let cfg =
+        five_per_segment(batch).cleanup_policy(CleanupPolicy::COMPACT).retention_bytes(Some(1)).retention_ms(Some(1));
     let p = open(&fs, &clock, &cfg)?;
     for i in 0..15 {
         append_nth(&p, i, T0)?;
