@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config::{TopicConfig, ms_i64};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::partition::{Inner, maintenance};
 use crate::segment::{NO_TS, SegMeta, Segment};
 
@@ -132,10 +132,19 @@ pub(crate) fn run(inner: &Inner) -> Result<RetentionReport> {
         let log_start = inner.log_start.load(Ordering::Acquire);
         let p = plan(&metas, log_start, now, &config);
         if p.roll_first {
+            let active = view.active().map(Arc::as_ptr);
             drop(view);
             // Everything is deletable, the active segment too: seal it so it can go, leaving
             // an empty active segment at the log end (Kafka does the same).
-            report.rolled |= crate::partition::force_roll(inner)?;
+            match crate::partition::force_roll(inner) {
+                Ok(rolled) => report.rolled |= rolled,
+                // On a full disk the roll can complete with only its checkpoint unwritten
+                // (the next open re-validates more); retention is what frees the space.
+                Err(Error::StorageFull { .. }) if inner.view().active().map(Arc::as_ptr) != active => {
+                    report.rolled = true;
+                }
+                Err(e) => return Err(e),
+            }
             continue;
         }
         let k = p.reasons.len();

@@ -14,8 +14,11 @@
 //! its batch (so it survives restarts), and goes in the first pass after that.
 //!
 //! Every byte the cleaner reads is checked ([`crate::segment::cursor`]); damage fails the pass
-//! with [`Error::Corrupt`], leaves the log as it was, and is kept in the partition's
-//! [`CleanerStatus`] — a damaged segment is never "cleaned" into silent loss.
+//! with [`Error::Corrupt`] and is kept in the partition's [`CleanerStatus`] — a damaged segment
+//! is never "cleaned" into silent loss. Damage in the dirty range is met while mapping, before
+//! anything changes; damage in the clean part is met while rewriting, after the groups before
+//! it were swapped in (each a complete, valid compaction, as in Kafka): the damaged segment and
+//! everything after it stay as they were.
 
 pub(crate) mod choose;
 mod clean;
@@ -164,23 +167,29 @@ impl Throttle {
 
     /// Accounts for `bytes` of I/O, sleeping if the rate is over the limit.
     pub(crate) fn consume(&self, bytes: u64) {
-        let Some(rate) = self.rate else { return };
-        let sleep = {
-            let mut s = self.state.lock();
-            s.1 += bytes;
-            let elapsed = s.0.elapsed();
-            if elapsed < Duration::from_millis(300) {
-                return;
-            }
-            let wanted = Duration::from_secs_f64(s.1 as f64 / rate as f64);
-            *s = (Instant::now(), 0);
-            wanted.saturating_sub(elapsed)
-        };
+        let sleep = self.pause_at(bytes, Instant::now());
         if !sleep.is_zero() {
             std::thread::sleep(sleep);
         }
     }
+
+    /// Accounts for `bytes` of I/O done by `now`; returns how long to pause before the next.
+    fn pause_at(&self, bytes: u64, now: Instant) -> Duration {
+        let Some(rate) = self.rate else { return Duration::ZERO };
+        let mut s = self.state.lock();
+        s.1 += bytes;
+        let elapsed = now.saturating_duration_since(s.0);
+        if elapsed < THROTTLE_WINDOW {
+            return Duration::ZERO;
+        }
+        let wanted = Duration::from_secs_f64(s.1 as f64 / rate as f64);
+        *s = (now, 0);
+        wanted.saturating_sub(elapsed)
+    }
 }
+
+/// How often the throttle compares the observed rate with the limit (Kafka's 300 ms).
+const THROTTLE_WINDOW: Duration = Duration::from_millis(300);
 
 /// Records a pass's outcome in the partition's cleaner state.
 pub(crate) fn record(state: &Mutex<CleanerState>, outcome: &Result<CompactionReport>) {
@@ -196,5 +205,72 @@ pub(crate) fn record(state: &Mutex<CleanerState>, outcome: &Result<CompactionRep
             s.last_error = Some(Arc::new(e.copy()));
             s.consecutive_failures += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `total` bytes of I/O in `chunk`s, each taking `io` of (simulated) time, through a
+    /// throttle of `rate` bytes/s; returns the simulated time it took, pauses included.
+    fn simulate(rate: Option<u64>, total: u64, chunk: u64, io: Duration) -> Duration {
+        let t = Throttle::new(rate);
+        let start = *t.state.lock();
+        let mut now = start.0;
+        let mut done = 0;
+        while done < total {
+            now += io;
+            done += chunk;
+            now += t.pause_at(chunk, now);
+        }
+        now - start.0
+    }
+
+    #[test]
+    fn unlimited_never_pauses() {
+        let took = simulate(None, 1 << 30, 1 << 20, Duration::from_micros(100));
+        assert_eq!(took, Duration::from_micros(100) * 1024);
+    }
+
+    #[test]
+    fn under_the_limit_never_pauses() {
+        // 1 KiB every 10 ms is 100 KiB/s, under 1 MiB/s.
+        let t = Throttle::new(Some(1 << 20));
+        let mut now = t.state.lock().0;
+        for _ in 0..1_000 {
+            now += Duration::from_millis(10);
+            assert_eq!(t.pause_at(1 << 10, now), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn sustained_io_over_the_limit_is_held_to_it() {
+        // E.g. 64 KiB chunks at 1 ms each (64 MiB/s) through a 10 MiB/s limit, for 200 MiB.
+        for (rate, chunk, io) in [
+            (10u64 << 20, 64u64 << 10, Duration::from_millis(1)),
+            (1 << 20, 4 << 10, Duration::from_micros(500)),
+            (100 << 20, 1 << 20, Duration::from_millis(2)),
+        ] {
+            let total = 20 * rate;
+            let took = simulate(Some(rate), total, chunk, io).as_secs_f64();
+            // The last window (at most 300 ms of I/O at full speed) is never paid for: the rule
+            // is checked when a window closes.
+            let raw = chunk as f64 / io.as_secs_f64();
+            let last_window = raw * THROTTLE_WINDOW.as_secs_f64();
+            let fastest = (total as f64 - last_window) / rate as f64;
+            assert!(took >= fastest * 0.999, "limit {rate} B/s: {total} bytes in {took:.3} s, at least {fastest:.3}");
+            assert!(
+                took <= total as f64 / rate as f64 * 1.05,
+                "limit {rate} B/s: {total} bytes in {took:.3} s is slowed down too much"
+            );
+        }
+    }
+
+    #[test]
+    fn io_slower_than_the_limit_is_not_slowed_down() {
+        // 1 MiB chunks at 100 ms each is 10 MiB/s, under a 50 MiB/s limit.
+        let io = Duration::from_millis(100);
+        assert_eq!(simulate(Some(50 << 20), 50 << 20, 1 << 20, io), io * 50);
     }
 }

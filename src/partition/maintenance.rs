@@ -38,6 +38,11 @@ pub(crate) fn open_sealed(inner: &Inner, seg: &Segment) -> Result<Option<Arc<Ope
 /// `new_start` (durably, before any file goes), the segments are retired, and their files are
 /// renamed out of the log and unlinked once no reader holds them. Returns the bytes the
 /// segments held; [`Conflict`] when `doomed` is no longer the current sealed prefix.
+///
+/// On a full disk the checkpoint cannot be written first, and retention is what frees the
+/// space: the segments then go one at a time, oldest first, each rename made durable before
+/// the next, so that what a crash leaves is always a suffix of the log (whose first segment
+/// the next open takes for the log start) — never a hole.
 pub(crate) fn delete_prefix(
     inner: &Inner,
     doomed: &[Arc<Segment>],
@@ -47,7 +52,11 @@ pub(crate) fn delete_prefix(
         return Ok(Ok(0));
     }
     inner.check_usable()?;
-    inner.mark_dirty()?;
+    let mut ordered = match inner.mark_dirty() {
+        Ok(()) => false,
+        Err(Error::StorageFull { .. }) => true,
+        Err(e) => return Err(e),
+    };
     {
         let mut ck = inner.ckpt.lock();
         let published = inner.segments.update(|v| {
@@ -68,16 +77,33 @@ pub(crate) fn delete_prefix(
         }
         // Durable before anything is deleted: a crash from here on leaves segments below the
         // log start, which the next open removes — never a hole in the middle of the log.
-        inner.write_checkpoint(&mut ck, false, true)?;
+        // From here on the list in memory has changed: a failure other than a full disk
+        // poisons the partition.
+        if !ordered {
+            match inner.write_checkpoint(&mut ck, false, true) {
+                Ok(()) => {}
+                Err(Error::StorageFull { .. }) => ordered = true,
+                Err(e) => return Err(inner.poison(e)),
+            }
+        }
     }
     let mut bytes = 0;
-    for s in doomed {
-        bytes += s.len.load(Ordering::Acquire);
-        s.retire(&inner.cache);
-        let out = files::retire_files(&*inner.fs, &inner.dir, s.base)?;
-        s.bury_when_dropped(&inner.graveyard, out);
-    }
-    inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+    let result = (|| -> Result<()> {
+        for s in doomed {
+            bytes += s.len.load(Ordering::Acquire);
+            s.retire(&inner.cache);
+            let out = files::retire_files(&*inner.fs, &inner.dir, s.base)?;
+            s.bury_when_dropped(&inner.graveyard, out);
+            if ordered {
+                inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+            }
+        }
+        if !ordered {
+            inner.fs.sync_dir(&inner.dir).at(&inner.dir)?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| inner.poison(e))?;
     Ok(Ok(bytes))
 }
 
