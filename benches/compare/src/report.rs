@@ -202,7 +202,13 @@ pub fn fmt_mb(records_per_sec: f64) -> String {
 }
 
 pub fn fmt_ratio(x: f64) -> String {
-    format!("{x:.2}×")
+    if x >= 0.1 || !x.is_finite() {
+        format!("{x:.2}×")
+    } else if x >= 0.001 {
+        format!("{x:.3}×")
+    } else {
+        "< 0.001×".to_owned()
+    }
 }
 
 pub fn fmt_ns(ns: f64) -> String {
@@ -217,8 +223,9 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// A time given in ms, in the unit that suits it.
 pub fn fmt_ms(ms: f64) -> String {
-    format!("{ms:.1} ms")
+    fmt_ns(ms * 1e6)
 }
 
 pub fn progress(msg: impl std::fmt::Display) {

@@ -19,7 +19,7 @@ pub fn run(rep: &mut Report, cfg: &Cfg) {
     let n = cfg.crash_records;
     rep.line(format!(
         "\n### Reopen after a crash ({n} records appended in batches of 100 with page-cache durability by a child \
-         process that exits without closing; {CRASHES} crashes each; ms to open and learn the log end)\n"
+         process that exits without closing; {CRASHES} crashes each; time to open and learn the log end)\n"
     ));
     let mut tails: [Vec<f64>; 5] = Default::default();
     let r = run_rounds(
@@ -46,7 +46,7 @@ pub fn run(rep: &mut Report, cfg: &Cfg) {
         },
         fmt_ms,
     );
-    r.summary(rep, "Reopen after a crash", "ms", fmt_ms);
+    r.summary(rep, "Reopen after a crash", "time to open and read the log end", fmt_ms);
     let sizes: Vec<String> =
         SYSTEMS.iter().map(|s| format!("{} {:.0} MB", s.label(), median(&tails[s.index()]))).collect();
     rep.line(format!(

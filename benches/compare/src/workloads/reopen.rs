@@ -78,7 +78,7 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values, fds_at_start: usize, mem_at_
     let mut c_fds_open = 0;
 
     if cfg.wants("reopen") {
-        rep.line(format!("\n### Reopen after a clean close ({total} records; ms to open and learn the log end)\n"));
+        rep.line(format!("\n### Reopen after a clean close ({total} records; time to open and learn the log end)\n"));
         let r = run_rounds(
             rep,
             "reopen",
@@ -114,7 +114,7 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values, fds_at_start: usize, mem_at_
             },
             fmt_ms,
         );
-        r.summary(rep, "Reopen after a clean close", "ms", fmt_ms);
+        r.summary(rep, "Reopen after a clean close", "time to open and read the log end", fmt_ms);
         let builds: Vec<String> = SYSTEMS.iter().map(|s| format!("{} {:.2} s", s.label(), build[s.index()])).collect();
         rep.line(format!(
             "\npartlog: {p_segments} segments (`segment_bytes` = {seg_bytes}, {batches_per_seg} batch(es) of {batch} \
