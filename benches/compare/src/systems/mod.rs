@@ -86,7 +86,7 @@ pub fn order_label(o: &[Sys]) -> String {
 pub fn write_batched(sys: Sys, root: &Path, v: &Values, n: usize) -> Duration {
     let path = sys.path(root);
     match sys {
-        Sys::Partlog => partlog::batched(&path, v, n, partlog_default()),
+        Sys::Partlog => partlog::batched(&path, v, n, ::partlog::TopicConfig::default()),
         Sys::Commitlog => commitlog::batched(commitlog::opts(&path), v, n),
         Sys::Sqlite => sqlite::batched(&path, v, n),
         Sys::Fjall => fjall::batched(&path, v, n, false),
@@ -192,10 +192,6 @@ pub fn crash_writer(args: &[String]) -> ! {
         Sys::Fjall => fjall::crash_write(path, &v, n),
         Sys::Raw => raw::crash_write(path, &v, n),
     }
-}
-
-fn partlog_default() -> ::partlog::TopicConfig {
-    ::partlog::TopicConfig::default()
 }
 
 /// The offsets of a random-read run, and the values to check against.
