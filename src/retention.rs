@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::config::{TopicConfig, ms_i64};
 use crate::error::{Error, Result};
 use crate::partition::{Inner, maintenance};
-use crate::segment::{NO_TS, SegMeta, Segment};
+use crate::segment::{NO_TS, SegMeta, SegmentState};
 
 /// Why a segment is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub(crate) fn run(inner: &Inner) -> Result<RetentionReport> {
         if k == 0 {
             break;
         }
-        let doomed: Vec<Arc<Segment>> = view.segments[..k].to_vec();
+        let doomed: Vec<Arc<SegmentState>> = view.segments[..k].to_vec();
         let new_start = view.segments.get(k).map_or(log_start, |s| s.base).max(log_start);
         drop(view);
         match maintenance::delete_prefix(inner, &doomed, new_start)? {

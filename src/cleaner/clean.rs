@@ -17,7 +17,7 @@ use crate::partition::maintenance::{self, Prepared};
 use crate::record::RecordRef;
 use crate::segment::cursor::BatchCursor;
 use crate::segment::files::{self, Ext, Transit};
-use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex};
 
 /// Bytes buffered before the cleaner writes to its output file.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -107,7 +107,7 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
     report.cleaned = true;
 
     // Phase 2: rewrite every sealed segment that starts below the end of the mapped range.
-    let to_clean: Vec<Arc<Segment>> = sealed.iter().take_while(|s| s.base < end).cloned().collect();
+    let to_clean: Vec<Arc<SegmentState>> = sealed.iter().take_while(|s| s.base < end).cloned().collect();
     let shape: Vec<(u64, u64, u64)> = to_clean
         .iter()
         .map(|s| (s.base, s.next_offset.load(Ordering::Acquire), s.len.load(Ordering::Acquire)))
@@ -220,7 +220,7 @@ impl Output {
 /// of the group was retired meanwhile.
 fn clean_group(
     inner: &Inner,
-    group: &[Arc<Segment>],
+    group: &[Arc<SegmentState>],
     ctx: &Ctx<'_>,
     report: &mut CompactionReport,
 ) -> Result<Option<Prepared>> {

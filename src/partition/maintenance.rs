@@ -16,7 +16,7 @@ use super::intent::{self, Intent};
 use super::segments::Conflict;
 use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::segment::files::{self, Ext};
-use crate::segment::{OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
+use crate::segment::{OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex};
 
 /// A segment written by an engine, ready to be swapped in: its `.log.cleaned` file is
 /// complete and fsynced.
@@ -29,7 +29,7 @@ pub(crate) struct Prepared {
 }
 
 /// Opens a sealed segment for an engine to read; `None` when it was retired meanwhile.
-pub(crate) fn open_sealed(inner: &Inner, seg: &Segment) -> Result<Option<Arc<Opened>>> {
+pub(crate) fn open_sealed(inner: &Inner, seg: &SegmentState) -> Result<Option<Arc<Opened>>> {
     let interval = inner.config.read().index_interval_bytes;
     inner.open_segment(seg, interval)
 }
@@ -45,7 +45,7 @@ pub(crate) fn open_sealed(inner: &Inner, seg: &Segment) -> Result<Option<Arc<Ope
 /// the next open takes for the log start) — never a hole.
 pub(crate) fn delete_prefix(
     inner: &Inner,
-    doomed: &[Arc<Segment>],
+    doomed: &[Arc<SegmentState>],
     new_start: u64,
 ) -> Result<std::result::Result<u64, Conflict>> {
     if doomed.is_empty() {
@@ -114,7 +114,7 @@ pub(crate) fn delete_below_log_start(inner: &Inner) -> Result<usize> {
     let start = inner.log_start.load(Ordering::Acquire);
     let n = view.segments.len();
     let k = (0..n.saturating_sub(1)).take_while(|&i| view.segments.get(i + 1).is_some_and(|s| s.base <= start)).count();
-    let doomed: Vec<Arc<Segment>> = view.segments[..k].to_vec();
+    let doomed: Vec<Arc<SegmentState>> = view.segments[..k].to_vec();
     drop(view);
     match delete_prefix(inner, &doomed, start)? {
         Ok(_) => {
@@ -167,7 +167,7 @@ pub(crate) fn advance_log_start(inner: &Inner, offset: u64) -> Result<()> {
 /// run of sealed segments.
 pub(crate) fn replace_sealed(
     inner: &Inner,
-    old: &[Arc<Segment>],
+    old: &[Arc<SegmentState>],
     new: Vec<Prepared>,
     cleaner_offset: Option<u64>,
 ) -> Result<std::result::Result<(), Conflict>> {
@@ -213,7 +213,7 @@ pub(crate) fn replace_sealed(
             files::remove_indexes(&*inner.fs, &inner.dir, base)?;
             let dst = files::path(&inner.dir, base, Ext::Log);
             inner.fs.rename(&n.cleaned, &dst).at(&dst)?;
-            let seg = Segment::new(Arc::clone(&inner.dir), n.meta);
+            let seg = SegmentState::new(Arc::clone(&inner.dir), n.meta);
             let _ = crate::segment::write_indexes(&*inner.fs, &seg, &n.meta, &n.index, &n.time);
             segs.push(seg);
         }

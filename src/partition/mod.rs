@@ -44,7 +44,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, StdFs};
 use crate::record::Record;
-use crate::segment::{Graveyard, HandleCache, OffsetIndex, Segment, SegmentInfo, TimeIndex};
+use crate::segment::{Graveyard, HandleCache, OffsetIndex, SegmentInfo, SegmentState, TimeIndex};
 
 /// What to do when recovery finds damage with valid data after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -623,7 +623,11 @@ impl Inner {
     /// Opens (or finds open) a segment for reading.
     /// Opens (or finds open) a segment for reading; `None` when it was retired (the caller
     /// retries on [`view_after`](Self::view_after)).
-    pub(crate) fn open_segment(&self, seg: &Segment, interval: u32) -> Result<Option<Arc<crate::segment::Opened>>> {
+    pub(crate) fn open_segment(
+        &self,
+        seg: &SegmentState,
+        interval: u32,
+    ) -> Result<Option<Arc<crate::segment::Opened>>> {
         seg.open(&*self.fs, &self.cache, interval, self.map_reads)
     }
 

@@ -7,7 +7,7 @@ use super::{Inner, Partition};
 use crate::batch::{self, BatchHeader, HEADER_LEN, RecordIter};
 use crate::error::{Error, Result};
 use crate::record::{RecordRef, StoredRecord};
-use crate::segment::{NO_TS, Opened, Segment};
+use crate::segment::{NO_TS, Opened, SegmentState};
 
 /// Bytes read past the index interval and the requested budget on the first I/O, so that the
 /// scan from the sparse index entry through the wanted batch usually needs a single read.
@@ -248,7 +248,13 @@ pub(crate) fn read(inner: &Inner, offset: u64, max_bytes: usize) -> Result<Recor
 }
 
 /// Reads from one segment.
-fn read_segment(inner: &Inner, seg: &Segment, offset: u64, max_bytes: usize, interval: u32) -> Result<Step<Records>> {
+fn read_segment(
+    inner: &Inner,
+    seg: &SegmentState,
+    offset: u64,
+    max_bytes: usize,
+    interval: u32,
+) -> Result<Step<Records>> {
     let Some(opened) = inner.open_segment(seg, interval)? else { return Ok(Step::Retired) };
     let seg_len = seg.len.load(Ordering::Acquire);
     let entry = opened.index.read().lookup(offset);
@@ -356,7 +362,7 @@ struct Found {
 /// have hidden the target.
 fn scan_for_read(
     src: &mut Source<'_>,
-    seg: &Segment,
+    seg: &SegmentState,
     from: u64,
     seg_len: u64,
     offset: u64,
@@ -487,7 +493,7 @@ pub(crate) fn offset_for_timestamp(inner: &Inner, ts: i64) -> Result<Option<supe
 /// The first record of `seg` at or after `log_start` with a timestamp ≥ `ts`.
 fn find_in_segment(
     inner: &Inner,
-    seg: &Segment,
+    seg: &SegmentState,
     ts: i64,
     log_start: u64,
     interval: u32,

@@ -28,7 +28,7 @@ use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::fs::{EntryKind, FileSystem, OpenMode};
 use crate::segment::files::{self, Ext, Parsed, Transit};
 use crate::segment::{
-    DEFAULT_OPEN_SEGMENTS, Graveyard, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, Segment, TimeIndex,
+    DEFAULT_OPEN_SEGMENTS, Graveyard, HandleCache, IndexTracker, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex,
     log_file, read_index_meta,
 };
 
@@ -120,7 +120,7 @@ fn list(fs: &dyn FileSystem, path: &Path, report: &mut RecoveryReport) -> Result
                 fs.remove_file(&p).at(&p)?;
                 report.leftovers_removed += 1;
             }
-            Some(Parsed::Segment(base, ext)) => {
+            Some(Parsed::SegmentState(base, ext)) => {
                 let f = out.segments.entry(base).or_default();
                 if ext == Ext::Log {
                     f.log = true;
@@ -271,7 +271,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         if is_last && let Some(m) = trusted {
             // The active segment's summary is cheap to confirm against the log itself: its
             // last batches (from the last index entry on) must end exactly where it says.
-            let seg = Segment::new(Arc::clone(&dir), m);
+            let seg = SegmentState::new(Arc::clone(&dir), m);
             match seg.load_indexes(&*fs, &m) {
                 Some((index, time)) if tail_matches(&*fs, &seg, &m, &index) => active_loaded = Some((index, time)),
                 _ => trusted = None,
@@ -334,7 +334,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
             // docs): index it only if its index files do not already describe it.
             scan.tracker.finish(&mut scan.time);
             if read_index_meta(&*fs, path, base) != Some(scan.meta) {
-                let seg = Segment::new(Arc::clone(&dir), scan.meta);
+                let seg = SegmentState::new(Arc::clone(&dir), scan.meta);
                 crate::segment::write_indexes(&*fs, &seg, &scan.meta, &scan.index, &scan.time)?;
                 report.indexes_rebuilt += 1;
             }
@@ -377,7 +377,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
     }
 
     // Phase 4: the segment list and the active segment's writer state.
-    let mut segments: Vec<Arc<Segment>> = metas.iter().map(|m| Segment::new(Arc::clone(&dir), *m)).collect();
+    let mut segments: Vec<Arc<SegmentState>> = metas.iter().map(|m| SegmentState::new(Arc::clone(&dir), *m)).collect();
     let Some(active) = segments.last().cloned() else {
         return Err(Error::corrupt(path, 0, CorruptKind::Metadata));
     };
@@ -492,7 +492,7 @@ fn read_checkpoint(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Checkpoint>
 
 /// Whether the batches from the last index entry of `seg` to its recorded size are intact and
 /// end at its recorded next offset.
-fn tail_matches(fs: &dyn FileSystem, seg: &Segment, m: &SegMeta, index: &OffsetIndex) -> bool {
+fn tail_matches(fs: &dyn FileSystem, seg: &SegmentState, m: &SegMeta, index: &OffsetIndex) -> bool {
     let p = seg.log_path();
     let Ok(f) = fs.open(&p, OpenMode::Read) else { return false };
     let from = index.entries().last().map_or(0, |e| e.position);

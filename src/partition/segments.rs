@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::segment::Segment;
+use crate::segment::SegmentState;
 
 /// A snapshot of the segment list.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub(crate) struct View {
     /// Bumped by every publication.
     pub(crate) generation: u64,
     /// Oldest first; the last one is the active segment.
-    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) segments: Vec<Arc<SegmentState>>,
 }
 
 impl View {
@@ -35,12 +35,12 @@ impl View {
     }
 
     /// The active segment.
-    pub(crate) fn active(&self) -> Option<&Arc<Segment>> {
+    pub(crate) fn active(&self) -> Option<&Arc<SegmentState>> {
         self.segments.last()
     }
 
     /// The sealed segments, oldest first.
-    pub(crate) fn sealed(&self) -> &[Arc<Segment>] {
+    pub(crate) fn sealed(&self) -> &[Arc<SegmentState>] {
         self.segments.split_last().map_or(&[], |(_, rest)| rest)
     }
 }
@@ -56,7 +56,7 @@ pub(crate) struct SegmentSet {
 }
 
 impl SegmentSet {
-    pub(crate) fn new(segments: Vec<Arc<Segment>>) -> SegmentSet {
+    pub(crate) fn new(segments: Vec<Arc<SegmentState>>) -> SegmentSet {
         SegmentSet { view: RwLock::new(Arc::new(View { generation: 0, segments })) }
     }
 
@@ -66,7 +66,7 @@ impl SegmentSet {
     }
 
     /// Publishes the list `f` computes from the current one (`None`: leave it).
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&View) -> Option<(Vec<Arc<Segment>>, R)>) -> Option<R> {
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&View) -> Option<(Vec<Arc<SegmentState>>, R)>) -> Option<R> {
         let mut v = self.view.write();
         let (segments, r) = f(&v)?;
         *v = Arc::new(View { generation: v.generation + 1, segments });
@@ -74,7 +74,7 @@ impl SegmentSet {
     }
 
     /// Appends a new active segment (a roll).
-    pub(crate) fn push(&self, seg: Arc<Segment>) {
+    pub(crate) fn push(&self, seg: Arc<SegmentState>) {
         self.update(|v| {
             let mut segments = v.segments.clone();
             segments.push(seg);
@@ -83,13 +83,13 @@ impl SegmentSet {
     }
 
     /// Replaces the whole list (truncation, which holds every lock).
-    pub(crate) fn replace_all(&self, segments: Vec<Arc<Segment>>) {
+    pub(crate) fn replace_all(&self, segments: Vec<Arc<SegmentState>>) {
         self.update(|_| Some((segments, ())));
     }
 
     /// Replaces the sealed run `old` (contiguous, oldest first) by `new`. Declined when `old` is
     /// not, segment for segment, a current run of sealed segments.
-    pub(crate) fn replace_run(&self, old: &[Arc<Segment>], new: Vec<Arc<Segment>>) -> Result<(), Conflict> {
+    pub(crate) fn replace_run(&self, old: &[Arc<SegmentState>], new: Vec<Arc<SegmentState>>) -> Result<(), Conflict> {
         self.update(|v| {
             let first = old.first()?;
             let at = v.segments.iter().position(|s| Arc::ptr_eq(s, first))?;

@@ -14,7 +14,7 @@ use crate::batch::{BatchBuilder, BatchHeader, HEADER_LEN, RecordIter};
 use crate::config::TopicConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::OpenMode;
-use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex, log_file};
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex, log_file};
 
 pub(crate) fn truncate_to(inner: &Inner, offset: u64) -> Result<()> {
     let config = inner.config.read().clone();
@@ -106,7 +106,7 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, plan: &Intent, config: &T
     intent::apply_files(&*inner.fs, &inner.dir, plan, &bases)?;
     let (seg, opened, tracker, pos) = match kept_base {
         None => {
-            let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(target));
+            let seg = SegmentState::new(Arc::clone(&inner.dir), SegMeta::empty(target));
             let p = seg.log_path();
             let file = inner.fs.open(&p, OpenMode::Write).at(&p)?;
             let opened = Opened::new(file, OffsetIndex::new(target), TimeIndex::new(target));
@@ -120,7 +120,7 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, plan: &Intent, config: &T
             if let Some(stop) = scan.stop {
                 return Err(Error::corrupt(&p, stop.pos, stop.kind));
             }
-            let seg = Segment::new(Arc::clone(&inner.dir), scan.meta);
+            let seg = SegmentState::new(Arc::clone(&inner.dir), scan.meta);
             let opened = Opened::new(file, scan.index, scan.time);
             (seg, opened, scan.tracker, end)
         }
@@ -129,7 +129,7 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, plan: &Intent, config: &T
     if kept_base.is_none() {
         inner.log_start.store(target, Ordering::Release);
     }
-    let mut segments: Vec<Arc<Segment>> = match kept_base {
+    let mut segments: Vec<Arc<SegmentState>> = match kept_base {
         None => Vec::new(),
         Some(b) => view.segments.iter().filter(|s| s.base < b).cloned().collect(),
     };

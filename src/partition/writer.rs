@@ -11,7 +11,7 @@ use crate::config::{TimestampType, TopicConfig, ms_i64};
 use crate::error::{Error, IoContext, Result, TimestampBound};
 use crate::fs::{OpenMode, durable_replace};
 use crate::record::Record;
-use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, Segment, TimeIndex};
+use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex};
 
 /// The active segment's first allocation; each later one doubles, up to [`PREALLOCATE_MAX_STEP`].
 const PREALLOCATE_MIN: u64 = 64 << 10;
@@ -23,7 +23,7 @@ const PREALLOCATE_MAX_STEP: u64 = 16 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Writer {
-    pub(super) active: Arc<Segment>,
+    pub(super) active: Arc<SegmentState>,
     pub(super) opened: Arc<Opened>,
     pub(super) tracker: IndexTracker,
     /// Bytes written to the active segment.
@@ -113,7 +113,7 @@ fn roll_jitter(config: &TopicConfig, dir: &std::path::Path, base: u64) -> u64 {
 
 impl Writer {
     pub(crate) fn new(
-        active: Arc<Segment>,
+        active: Arc<SegmentState>,
         opened: Arc<Opened>,
         tracker: IndexTracker,
         config: &TopicConfig,
@@ -156,7 +156,7 @@ impl Writer {
         // Create the next segment; its directory entry is durable before anything in it is
         // acknowledged. Every segment that has a successor was fsynced before the successor
         // was created: recovery relies on it.
-        let seg = Segment::new(Arc::clone(&inner.dir), SegMeta::empty(new_base));
+        let seg = SegmentState::new(Arc::clone(&inner.dir), SegMeta::empty(new_base));
         let new_path = seg.log_path();
         let file = match inner.fs.open(&new_path, OpenMode::CreateNew) {
             Ok(f) => f,

@@ -82,7 +82,7 @@ pub(crate) fn transit_path(dir: &Path, base: u64, ext: Ext, t: Transit) -> PathB
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Parsed {
     /// `<base>.<ext>`.
-    Segment(u64, Ext),
+    SegmentState(u64, Ext),
     /// `<base>.<ext>.<transit>`.
     InTransit(u64, Ext, Transit),
 }
@@ -101,7 +101,7 @@ pub(crate) fn parse(name: &str) -> Option<Parsed> {
     };
     let ext = Ext::parse(ext)?;
     match transit {
-        None => Some(Parsed::Segment(base, ext)),
+        None => Some(Parsed::SegmentState(base, ext)),
         Some("cleaned") => Some(Parsed::InTransit(base, ext, Transit::Cleaned)),
         Some("deleted") => Some(Parsed::InTransit(base, ext, Transit::Deleted)),
         Some(_) => None,
@@ -155,7 +155,7 @@ mod tests {
     fn names_round_trip() {
         for base in [0u64, 1, 4821, u64::MAX] {
             for ext in Ext::ALL {
-                assert_eq!(parse(&name(base, ext)), Some(Parsed::Segment(base, ext)));
+                assert_eq!(parse(&name(base, ext)), Some(Parsed::SegmentState(base, ext)));
                 let t = transit_path(Path::new(""), base, ext, Transit::Cleaned);
                 assert_eq!(parse(t.to_str().unwrap_or("")), Some(Parsed::InTransit(base, ext, Transit::Cleaned)));
             }

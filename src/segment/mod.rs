@@ -143,7 +143,7 @@ enum Slot {
 
 /// One segment of a partition, shared between the writer and readers.
 #[derive(Debug)]
-pub(crate) struct Segment {
+pub(crate) struct SegmentState {
     pub(crate) base: u64,
     dir: Arc<Path>,
     /// Bytes readers may see (the end of the last complete batch).
@@ -160,7 +160,7 @@ pub(crate) struct Segment {
     reaper: OnceLock<Reaper>,
 }
 
-impl Drop for Segment {
+impl Drop for SegmentState {
     fn drop(&mut self) {
         if let Some(r) = self.reaper.take() {
             r.graveyard.bury(r.files);
@@ -168,9 +168,9 @@ impl Drop for Segment {
     }
 }
 
-impl Segment {
-    pub(crate) fn new(dir: Arc<Path>, meta: SegMeta) -> Arc<Segment> {
-        Arc::new(Segment {
+impl SegmentState {
+    pub(crate) fn new(dir: Arc<Path>, meta: SegMeta) -> Arc<SegmentState> {
+        Arc::new(SegmentState {
             base: meta.base,
             dir,
             len: AtomicU64::new(meta.size),
@@ -385,7 +385,7 @@ pub(crate) fn read_index_meta(fs: &dyn FileSystem, dir: &Path, base: u64) -> Opt
 /// segment's summary and checksums is rebuilt from the log.
 pub(crate) fn write_indexes(
     fs: &dyn FileSystem,
-    seg: &Segment,
+    seg: &SegmentState,
     meta: &SegMeta,
     index: &OffsetIndex,
     time: &TimeIndex,
