@@ -104,8 +104,8 @@ impl Maintenance {
             }
             let config = p.config();
             let now = inner.clock.now_ms();
-            let metas: Vec<_> = inner.view().segments.iter().map(|s| s.meta()).collect();
-            let log_start = p.log_start_offset();
+            let mut metas: Vec<_> = inner.view().segments.iter().map(|s| s.meta()).collect();
+            let mut log_start = p.log_start_offset();
             let plan = crate::retention::plan(&metas, log_start, now, &config);
             if !plan.reasons.is_empty() || plan.roll_first {
                 match p.run_retention() {
@@ -113,6 +113,9 @@ impl Maintenance {
                     Ok(_) => {}
                     Err(e) => report.errors.push((at.clone(), e)),
                 }
+                // Plan what comes next on the segments as they are now.
+                metas = inner.view().segments.iter().map(|s| s.meta()).collect();
+                log_start = p.log_start_offset();
             }
             if let Some(ms) = crate::retention::next_expiry_in(&metas, now, &config) {
                 next_ms = next_ms.min(ms.max(0));
@@ -162,7 +165,8 @@ pub struct MaintenanceWorker {
 
 #[derive(Debug, Default)]
 struct WorkerShared {
-    stop: Mutex<bool>,
+    /// `(stop, woken)`: a wake while a run is in progress is not lost.
+    stop: Mutex<(bool, bool)>,
     wake: Condvar,
     last: Mutex<Option<MaintenanceReport>>,
 }
@@ -173,19 +177,20 @@ impl MaintenanceWorker {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new().name("partlog-maintenance".into()).spawn(move || {
             loop {
-                if *s.stop.lock() || m.dir.is_closed() {
+                if s.stop.lock().0 || m.dir.is_closed() {
                     return;
                 }
+                s.stop.lock().1 = false;
                 let report = m.run_once();
                 // Waits on the wall clock (the directory's clock may be a test clock), at
                 // least 1 ms so a busy cleaner still yields.
                 let wait = report.next_run_in.clamp(Duration::from_millis(1), MAX_MAINTENANCE_INTERVAL);
                 *s.last.lock() = Some(report);
-                let mut stop = s.stop.lock();
-                if !*stop {
-                    s.wake.wait_for(&mut stop, wait);
+                let mut st = s.stop.lock();
+                if !st.0 && !st.1 {
+                    s.wake.wait_for(&mut st, wait);
                 }
-                if *stop {
+                if st.0 {
                     return;
                 }
             }
@@ -200,6 +205,7 @@ impl MaintenanceWorker {
 
     /// Asks the worker to run again now instead of waiting.
     pub fn wake(&self) {
+        self.shared.stop.lock().1 = true;
         self.shared.wake.notify_all();
     }
 
@@ -212,7 +218,7 @@ impl MaintenanceWorker {
     }
 
     fn signal_stop(&self) {
-        *self.shared.stop.lock() = true;
+        self.shared.stop.lock().0 = true;
         self.shared.wake.notify_all();
     }
 }

@@ -843,9 +843,6 @@ fn tmpfs_loop(mnt: &Path, cfg: TopicConfig, by_time: bool) -> TestResult {
 /// disk) so that retention can free the space, and a close on the full disk must not make that
 /// impossible.
 #[test]
-#[ignore = "engine bug outside retention: on a full disk close() fails writing the active segment's \
-            index (writer.rs) and the next open fails writing the checkpoint (recovery.rs), so a \
-            partition that filled its disk cannot be reopened to run retention"]
 fn reopen_on_a_full_disk_then_retention_frees_space() -> TestResult {
     let batch = batch_size()?;
     let fs = SimFs::new();

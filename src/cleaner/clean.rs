@@ -225,6 +225,7 @@ fn clean_group(
     report: &mut CompactionReport,
 ) -> Result<Option<Prepared>> {
     let Some(first) = group.first() else { return Ok(None) };
+    inner.check_usable()?;
     let base = first.base;
     let cleaned = files::transit_path(&inner.dir, base, Ext::Log, Transit::Cleaned);
     let file = inner.fs.open(&cleaned, OpenMode::Create).at(&cleaned)?;

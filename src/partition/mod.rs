@@ -498,7 +498,8 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `cleanup.policy` has no `compact`; [`Error::Corrupt`]
-    /// when a segment to clean is damaged (nothing changes); [`Error::Io`],
+    /// when a segment to clean is damaged (no record is lost: groups cleaned before the
+    /// damage was met stay swapped in, the rest is unchanged); [`Error::Io`],
     /// [`Error::StorageFull`], [`Error::Poisoned`].
     pub fn compact_with(&self, options: &crate::CleanerOptions) -> Result<crate::CompactionReport> {
         let throttle = crate::cleaner::Throttle::new(options.io_max_bytes_per_second);
@@ -512,7 +513,7 @@ impl Partition {
         force: bool,
     ) -> Result<crate::CompactionReport> {
         let out = crate::cleaner::run_pass(&self.inner, options, throttle, force);
-        if !matches!(out, Err(Error::InvalidConfig { .. })) {
+        if !matches!(out, Err(Error::InvalidConfig { .. } | Error::Closed)) {
             crate::cleaner::record(&self.inner.cleaner, &out);
         }
         out

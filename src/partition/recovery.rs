@@ -335,8 +335,12 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
             scan.tracker.finish(&mut scan.time);
             if read_index_meta(&*fs, path, base) != Some(scan.meta) {
                 let seg = SegmentState::new(Arc::clone(&dir), scan.meta);
-                crate::segment::write_indexes(&*fs, &seg, &scan.meta, &scan.index, &scan.time)?;
-                report.indexes_rebuilt += 1;
+                // Derived data: on a full disk it is rebuilt when the segment is next read.
+                match crate::segment::write_indexes(&*fs, &seg, &scan.meta, &scan.index, &scan.time) {
+                    Ok(()) => report.indexes_rebuilt += 1,
+                    Err(Error::StorageFull { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             metas.push(scan.meta);
             i += 1;
@@ -454,7 +458,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         // checkpoint that did not hold up (something was re-validated) stops claiming so now,
         // not only at the next change.
         let mut ck = inner.ckpt.lock();
-        inner.write_checkpoint(&mut ck, false, true)?;
+        inner.write_or_drop_checkpoint(&mut ck, false)?;
     }
     if redone.is_some() {
         intent::finish(&*inner.fs, path)?;

@@ -260,9 +260,31 @@ impl Inner {
         }
         let mut st = self.ckpt.lock();
         if st.clean_on_disk {
-            self.write_checkpoint(&mut st, false, true)?;
+            self.write_or_drop_checkpoint(&mut st, false)?;
         }
         Ok(())
+    }
+
+    /// Writes the checkpoint durably; on a full disk, removes it instead (unlinking needs no
+    /// space). Without a checkpoint the next open re-validates every segment: slower, never
+    /// wrong — and a full disk must not keep a partition from opening, closing or running the
+    /// retention that frees the space.
+    pub(crate) fn write_or_drop_checkpoint(&self, st: &mut CkptState, clean: bool) -> Result<()> {
+        match self.write_checkpoint(st, clean, true) {
+            Err(Error::StorageFull { .. }) => {
+                let p = self.dir.join(checkpoint::FILE_NAME);
+                crate::segment::files::remove_if_present(&*self.fs, &p)?;
+                let _ = crate::segment::files::remove_if_present(
+                    &*self.fs,
+                    &self.dir.join(format!("{}.tmp", checkpoint::FILE_NAME)),
+                );
+                self.fs.sync_dir(&self.dir).at(&self.dir)?;
+                st.clean_on_disk = false;
+                self.clean_on_disk.store(false, Ordering::Release);
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 
@@ -518,6 +540,8 @@ pub(crate) fn flush_due_in(inner: &Inner) -> Option<i64> {
 }
 
 pub(crate) fn close(inner: &Inner) -> Result<()> {
+    // A retention or compaction pass in progress finishes (or stops at its next step) first.
+    let _m = inner.maint.lock();
     let w = inner.writer.lock();
     if inner.closed.load(Ordering::Acquire) {
         return Ok(());
@@ -544,12 +568,16 @@ pub(crate) fn close(inner: &Inner) -> Result<()> {
         w.opened.file.sync_data().at(&path)?;
         let meta = w.active.meta();
         {
+            // Derived data: on a full disk they are rebuilt at the next open.
             let index = w.opened.index.read();
             let time = w.opened.time.read();
-            crate::segment::write_indexes(&*inner.fs, &w.active, &meta, &index, &time)?;
+            match crate::segment::write_indexes(&*inner.fs, &w.active, &meta, &index, &time) {
+                Ok(()) | Err(Error::StorageFull { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         ck.recovery_point = w.active.base;
-        inner.write_checkpoint(&mut ck, true, true)
+        inner.write_or_drop_checkpoint(&mut ck, true)
     })();
     inner.closed.store(true, Ordering::Release);
     inner.sync_cv.notify_all();
