@@ -293,6 +293,20 @@ impl<'a> RecordIter<'a> {
         Ok(())
     }
 
+    /// The next record with its encoded bytes (length prefix included), which stay valid in
+    /// any batch with the same base offset and base timestamp.
+    #[inline]
+    pub fn next_with_bytes(&mut self) -> Result<Option<(RecordRef<'a>, &'a [u8])>, CorruptKind> {
+        let before = self.rest;
+        match self.next_checked()? {
+            Some(r) => {
+                let used = before.len() - self.rest.len();
+                Ok(Some((r, before.get(..used).unwrap_or(&[]))))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The next record, or the reason the bytes are malformed.
     #[inline]
     pub fn next_checked(&mut self) -> Result<Option<RecordRef<'a>>, CorruptKind> {
@@ -487,6 +501,8 @@ pub struct BatchBuilder {
     count: u32,
     last_delta: u64,
     delete_horizon: Option<i64>,
+    /// The base timestamp was given (`begin_like`), not taken from the first record.
+    fixed_base_ts: bool,
 }
 
 impl BatchBuilder {
@@ -505,6 +521,25 @@ impl BatchBuilder {
         self.base_ts = 0;
         self.max_ts = i64::MIN;
         self.delete_horizon = None;
+        self.fixed_base_ts = false;
+    }
+
+    /// Starts a batch with a given base offset *and* base timestamp, to take records copied
+    /// verbatim from a batch with the same two ([`push_encoded`](Self::push_encoded)).
+    pub fn begin_like(&mut self, base_offset: u64, base_timestamp: i64) {
+        self.begin(base_offset);
+        self.base_ts = base_timestamp;
+        self.fixed_base_ts = true;
+    }
+
+    /// Appends a record's encoded bytes (as [`RecordIter::next_with_bytes`] returns them) from a
+    /// batch with this batch's base offset and base timestamp; `offset` and `ts` are the
+    /// record's. Nothing is re-encoded.
+    pub fn push_encoded(&mut self, encoded: &[u8], offset: u64, ts: i64) {
+        self.max_ts = self.max_ts.max(ts);
+        self.last_delta = offset - self.base_offset;
+        self.count += 1;
+        self.buf.extend_from_slice(encoded);
     }
 
     /// Stamps the batch with a delete horizon (compaction's tombstone deadline).
@@ -514,7 +549,7 @@ impl BatchBuilder {
 
     /// Adds `record` at `base_offset + offset_delta` with timestamp `ts`.
     pub fn push(&mut self, record: &Record<'_>, offset_delta: u64, ts: i64) {
-        if self.count == 0 {
+        if self.count == 0 && !self.fixed_base_ts {
             self.base_ts = ts;
         }
         self.max_ts = self.max_ts.max(ts);

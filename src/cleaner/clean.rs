@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::choose::{cleanable, group_by_size};
-use super::offset_map::{OffsetMap, SLOT_BYTES};
+use super::offset_map::{KeyHash, OffsetMap, SLOT_BYTES};
 use super::{CleanerOptions, CompactionReport, Throttle};
-use crate::batch::{ATTR_DELETE_HORIZON, BatchBuilder, BatchHeader, HEADER_LEN};
+use crate::batch::{ATTR_DELETE_HORIZON, BatchBuilder, BatchHeader, HEADER_LEN, RecordIter};
 use crate::config::{TopicConfig, ms_i64};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileHandle, OpenMode};
@@ -18,6 +18,9 @@ use crate::record::RecordRef;
 use crate::segment::cursor::BatchCursor;
 use crate::segment::files::{self, Ext, Transit};
 use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex};
+
+/// Marks a keyless record in the phase-1 list (offsets stay below 2⁶³).
+const KEYLESS: u64 = 1 << 63;
 
 /// Bytes buffered before the cleaner writes to its output file.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -53,11 +56,18 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
     }
 
     // Phase 1: the latest offset of every key in the dirty range, as far as the map holds.
+    // The table grows with the distinct keys, up to what the records could need and the
+    // configured memory.
     let wanted = (c.dirty_records as f64 / opts.load_factor).ceil() as u64 + 2;
-    let slots = usize::try_from(wanted.min(opts.dedupe_buffer_bytes / SLOT_BYTES).max(2)).unwrap_or(usize::MAX);
+    let limit = opts.dedupe_buffer_bytes / SLOT_BYTES;
+    // Powers of two: up to what the records could need, never above the memory limit.
+    let limit = if limit.is_power_of_two() { limit } else { limit.next_power_of_two() / 2 };
+    let slots = usize::try_from(wanted.next_power_of_two().min(limit).max(2)).unwrap_or(usize::MAX);
     let mut map = OffsetMap::new(slots, opts.load_factor);
     let sealed = view.sealed();
     let mut full = false;
+    // One batch's keyed records, hashed ahead so their slots can be prefetched together.
+    let mut hashed: Vec<(KeyHash, u64)> = Vec::new();
     for (i, seg) in sealed.iter().enumerate() {
         if seg.base >= c.first_uncleanable {
             break;
@@ -69,25 +79,46 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
         let path = seg.log_path();
         let from = start_position(&opened, c.first_dirty);
         let mut cur = BatchCursor::new(&*opened.file, &path, from, seg.len.load(Ordering::Acquire), 0);
+        let mut released = from;
         'batches: while let Some(b) = cur.next_batch()? {
             throttle.consume(b.bytes.len() as u64);
+            released = release_behind(&opened, released, b.pos);
             if b.header.last_offset() < c.first_dirty {
                 continue;
             }
+            hashed.clear();
+            let mut last = None;
             for r in b.records(&path) {
                 let r = r?;
                 if r.offset() < c.first_dirty {
                     continue;
                 }
-                if let Some(k) = r.key()
-                    && !map.put(k, r.offset())
-                {
+                last = Some(r.offset());
+                match r.key() {
+                    Some(k) => {
+                        let h = map.hash(k);
+                        map.prefetch(h);
+                        hashed.push((h, r.offset()));
+                    }
+                    // A keyless record is covered (and removed) without a map entry.
+                    None => hashed.push((0, r.offset() | KEYLESS)),
+                }
+            }
+            for &(h, o) in &hashed {
+                if o & KEYLESS != 0 {
+                    map.cover_up_to(o & !KEYLESS);
+                    continue;
+                }
+                if !map.put_hash(h, o) {
                     full = true;
                     break 'batches;
                 }
-                map.cover_up_to(r.offset());
+            }
+            if let Some(l) = last {
+                map.cover_up_to(l);
             }
         }
+        opened.file.release(released, usize::try_from(seg.len.load(Ordering::Acquire) - released).unwrap_or(0));
         if full {
             break;
         }
@@ -119,32 +150,62 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
         u64::from(config.index_interval_bytes.max(1)),
     );
     drop(view);
+    // Every group is written first; then all of them are swapped in at once, through one
+    // intent: a handful of fsyncs per pass instead of per group, and a pass that fails
+    // anywhere changes nothing.
     let mut at = 0;
-    let n_groups = groups.len();
-    for (gi, n) in groups.into_iter().enumerate() {
+    let mut prepared = Vec::with_capacity(groups.len());
+    for n in groups {
         let group = &to_clean[at..at + n];
         at += n;
         let ctx = Ctx { map: &map, latest, now, config: &config, throttle };
-        let Some(prepared) = clean_group(inner, group, &ctx, &mut report)? else {
-            return conflict(report, started);
+        let outcome = clean_group(inner, group, &ctx, &mut report);
+        let p = match outcome {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                discard(inner, &prepared);
+                return conflict(report, started);
+            }
+            Err(e) => {
+                discard(inner, &prepared);
+                return Err(e);
+            }
         };
         report.segments_before += n as u32;
         report.segments_after += 1;
         report.bytes_before += group.iter().map(|s| s.len.load(Ordering::Acquire)).sum::<u64>();
-        report.bytes_after += prepared.meta.size;
-        let last = gi + 1 == n_groups;
-        if maintenance::replace_sealed(inner, group, vec![prepared], last.then_some(end))?.is_err() {
-            return conflict(report, started);
-        }
+        report.bytes_after += p.meta.size;
+        prepared.push(p);
     }
-    if n_groups == 0 {
+    if prepared.is_empty() {
         maintenance::set_cleaner_offset(inner, end)?;
+    } else if maintenance::replace_sealed(inner, &to_clean, prepared, Some(end))?.is_err() {
+        return conflict(report, started);
     }
     report.cleaned_up_to = end;
     drop(to_clean);
     inner.graveyard.reap(&*inner.fs);
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// Bytes read through a segment's map before the pages behind are released from the resident
+/// set: the cleaner reads each byte once per phase, so keeping them mapped only grows RSS.
+const RELEASE_EVERY: u64 = 8 << 20;
+
+fn release_behind(opened: &Opened, released: u64, pos: u64) -> u64 {
+    if pos - released < RELEASE_EVERY {
+        return released;
+    }
+    opened.file.release(released, usize::try_from(pos - released).unwrap_or(0));
+    pos
+}
+
+/// Removes the `.cleaned` files of groups written so far (a pass that stops changes nothing).
+fn discard(inner: &Inner, prepared: &[Prepared]) {
+    for p in prepared {
+        let _ = files::remove_if_present(&*inner.fs, &p.cleaned);
+    }
 }
 
 /// The segment list changed under the pass (a truncation, say): stop, changing nothing more.
@@ -247,19 +308,40 @@ fn clean_group(
             let Some(opened) = maintenance::open_sealed(inner, seg)? else { return Ok(false) };
             let path = seg.log_path();
             let mut cur = BatchCursor::new(&*opened.file, &path, 0, seg.len.load(Ordering::Acquire), 0);
+            let mut released = 0;
             while let Some(b) = cur.next_batch()? {
                 ctx.throttle.consume(b.bytes.len() as u64);
+                released = release_behind(&opened, released, b.pos);
                 let h = b.header;
-                let mut kept: Vec<RecordRef<'_>> = Vec::with_capacity(h.record_count as usize);
+                // Decode and hash the batch's records first, prefetching their map slots.
+                let mut recs: Vec<(RecordRef<'_>, &[u8], KeyHash)> = Vec::with_capacity(h.record_count as usize);
+                let mut it = RecordIter::new(b.bytes, h);
+                while let Some((r, enc)) = it.next_with_bytes().map_err(|k| Error::corrupt(&path, b.pos, k))? {
+                    let kh = match r.key() {
+                        Some(k) if r.offset() <= ctx.latest => {
+                            let kh = ctx.map.hash(k);
+                            ctx.map.prefetch(kh);
+                            kh
+                        }
+                        _ => 0,
+                    };
+                    recs.push((r, enc, kh));
+                }
+                if recs.len() != h.record_count as usize {
+                    return Err(Error::corrupt(&path, b.pos, crate::error::CorruptKind::BatchInvalid));
+                }
+                let mut kept = 0usize;
                 let mut tombstone_in_range = false;
-                for r in b.records(&path) {
-                    let r = r?;
-                    if keep(&r, &h, ctx, report) {
+                for i in 0..recs.len() {
+                    let (r, _, kh) = recs[i];
+                    if keep(&r, kh, &h, ctx, report) {
                         tombstone_in_range |= r.value().is_none() && r.offset() <= ctx.latest;
-                        kept.push(r);
+                        recs[kept] = recs[i];
+                        kept += 1;
                     }
                 }
-                if kept.is_empty() {
+                recs.truncate(kept);
+                if recs.is_empty() {
                     continue;
                 }
                 let horizon = match h.delete_horizon() {
@@ -270,19 +352,22 @@ fn clean_group(
                     }
                     None => None,
                 };
-                if kept.len() == h.record_count as usize && horizon == h.delete_horizon() {
+                if recs.len() == h.record_count as usize && horizon == h.delete_horizon() {
                     out.push(b.bytes, &h, ctx.throttle)?;
                     continue;
                 }
-                builder.begin(h.base_offset);
-                for r in &kept {
-                    builder.push_ref(r);
+                // The survivors' bytes are copied as they are: the new batch keeps the base
+                // offset and base timestamp their deltas are relative to.
+                builder.begin_like(h.base_offset, h.base_timestamp);
+                for (r, enc, _) in &recs {
+                    builder.push_encoded(enc, r.offset(), r.timestamp());
                 }
                 builder.set_delete_horizon(horizon);
                 let (bytes, nh) =
                     builder.finish(h.attributes & !ATTR_DELETE_HORIZON, Some(u64::from(h.last_offset_delta)));
                 out.push(bytes, &nh, ctx.throttle)?;
             }
+            opened.file.release(released, usize::try_from(seg.len.load(Ordering::Acquire) - released).unwrap_or(0));
         }
         out.flush(ctx.throttle)?;
         out.file.sync_data().at(&cleaned)?;
@@ -311,16 +396,16 @@ fn clean_group(
 /// Kafka's `shouldRetainRecord`: beyond the mapped range everything stays; keyless records
 /// go; a record stays if it is its key's latest, and a tombstone only until the delete horizon
 /// of its batch has passed.
-fn keep(r: &RecordRef<'_>, h: &BatchHeader, ctx: &Ctx<'_>, report: &mut CompactionReport) -> bool {
+fn keep(r: &RecordRef<'_>, key_hash: KeyHash, h: &BatchHeader, ctx: &Ctx<'_>, report: &mut CompactionReport) -> bool {
     if r.offset() > ctx.latest {
         return true;
     }
-    let Some(key) = r.key() else {
+    if r.key().is_none() {
         report.keyless_records_removed += 1;
         report.records_removed += 1;
         return false;
-    };
-    let latest = ctx.map.get(key).is_none_or(|o| r.offset() >= o);
+    }
+    let latest = ctx.map.get_hash(key_hash).is_none_or(|o| r.offset() >= o);
     if !latest {
         report.records_removed += 1;
         return false;

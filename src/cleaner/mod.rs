@@ -15,10 +15,15 @@
 //!
 //! Every byte the cleaner reads is checked ([`crate::segment::cursor`]); damage fails the pass
 //! with [`Error::Corrupt`] and is kept in the partition's [`CleanerStatus`] — a damaged segment
-//! is never "cleaned" into silent loss. Damage in the dirty range is met while mapping, before
-//! anything changes; damage in the clean part is met while rewriting, after the groups before
-//! it were swapped in (each a complete, valid compaction, as in Kafka): the damaged segment and
-//! everything after it stay as they were.
+//! is never "cleaned" into silent loss. A pass writes every group's segment first and swaps them
+//! all in at once (one intent, a handful of fsyncs), so a pass that fails anywhere — damage met
+//! while mapping or while rewriting, an I/O error, a full disk — changes no file of the log.
+//!
+//! Speed and memory: the key map starts small and grows with the distinct keys (up to
+//! [`CleanerOptions::dedupe_buffer_bytes`]); map slots are prefetched a batch at a time;
+//! surviving records are copied byte for byte (a rewritten batch keeps its base offset and base
+//! timestamp); pages read through a segment's map are released from the resident set behind the
+//! pass.
 
 pub(crate) mod choose;
 mod clean;

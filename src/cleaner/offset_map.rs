@@ -3,7 +3,9 @@
 //!
 //! Each slot holds a 128-bit hash of a key (MurmurHash3 x64/128) and an offset: 24 bytes, as
 //! in Kafka. Lookups use open addressing with linear probing. The map never stores keys, so
-//! its memory is exactly `slots × 24` bytes whatever the keys' sizes.
+//! its memory is `slots × 24` bytes whatever the keys' sizes; the table starts small and
+//! doubles as distinct keys arrive, up to the configured limit, so a pass over few keys takes
+//! little memory however many records it reads.
 //!
 //! **Collisions.** Two different keys with the same 128-bit hash are taken for one key: the
 //! older of the two records would be removed by compaction. For `n` distinct keys in one pass
@@ -13,6 +15,14 @@
 /// Bytes one slot takes.
 pub(crate) const SLOT_BYTES: u64 = 24;
 
+fn table(slots: usize) -> Vec<[u64; 3]> {
+    vec![[0u64; 3]; slots]
+}
+
+fn fill_limit(slots: usize, load_factor: f64) -> usize {
+    ((slots as f64 * load_factor) as usize).clamp(1, slots.saturating_sub(1).max(1))
+}
+
 /// A 128-bit key hash.
 pub(crate) type KeyHash = u128;
 
@@ -21,29 +31,49 @@ pub(crate) type HashFn = fn(&[u8]) -> KeyHash;
 
 #[derive(Debug)]
 pub(crate) struct OffsetMap {
-    /// `(hash, offset + 1)`; offset field 0 marks an empty slot.
-    slots: Vec<(KeyHash, u64)>,
+    /// `[hash low, hash high, offset + 1]`; offset word 0 marks an empty slot. A power of two
+    /// long, so a slot index is a mask of the hash.
+    slots: Vec<[u64; 3]>,
     used: usize,
+    /// Fill limit of the current table.
     max_used: usize,
+    /// The table grows (doubling) up to this many slots.
+    max_slots: usize,
+    load_factor: f64,
     latest: Option<u64>,
     hash: HashFn,
 }
 
+/// The first table's slots: the map grows from here as keys come, so memory follows the
+/// number of distinct keys rather than of records.
+const INITIAL_SLOTS: usize = 1 << 14;
+
 impl OffsetMap {
-    /// A map of `slots` slots that takes at most `slots × load_factor` keys.
-    pub(crate) fn new(slots: usize, load_factor: f64) -> OffsetMap {
-        Self::with_hash(slots, load_factor, murmur3_128)
+    /// A map of at most `max_slots` slots that takes at most `max_slots × load_factor` keys.
+    pub(crate) fn new(max_slots: usize, load_factor: f64) -> OffsetMap {
+        Self::with_hash(max_slots, load_factor, murmur3_128)
     }
 
-    pub(crate) fn with_hash(slots: usize, load_factor: f64, hash: HashFn) -> OffsetMap {
-        let slots = slots.max(2);
-        let max_used = ((slots as f64 * load_factor) as usize).clamp(1, slots - 1);
-        OffsetMap { slots: vec![(0, 0); slots], used: 0, max_used, latest: None, hash }
+    pub(crate) fn with_hash(max_slots: usize, load_factor: f64, hash: HashFn) -> OffsetMap {
+        // A power of two: the largest not above `max_slots` (the memory limit holds).
+        let max_slots = max_slots.max(2);
+        let max_slots = if max_slots.is_power_of_two() { max_slots } else { max_slots.next_power_of_two() / 2 };
+        let slots = INITIAL_SLOTS.min(max_slots);
+        OffsetMap {
+            slots: table(slots),
+            used: 0,
+            max_used: fill_limit(slots, load_factor),
+            max_slots,
+            load_factor,
+            latest: None,
+            hash,
+        }
     }
 
-    /// Whether no more distinct keys fit.
+    /// Whether no more distinct keys fit (the table is at its largest and full).
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
-        self.used >= self.max_used
+        self.used >= self.max_used && self.slots.len() >= self.max_slots
     }
 
     /// Distinct keys (hashes) held.
@@ -51,49 +81,104 @@ impl OffsetMap {
         self.used
     }
 
-    /// How many distinct keys fit.
+    /// How many distinct keys fit at most.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.max_used
+        fill_limit(self.max_slots, self.load_factor)
     }
 
-    /// Bytes the map takes.
+    /// Bytes the table takes now.
     pub(crate) fn memory_bytes(&self) -> u64 {
         self.slots.len() as u64 * SLOT_BYTES
     }
 
+    /// The hash of `key`.
+    #[inline]
+    pub(crate) fn hash(&self, key: &[u8]) -> KeyHash {
+        (self.hash)(key)
+    }
+
+    #[inline]
+    fn home(&self, h: KeyHash) -> usize {
+        (h as u64 as usize) & (self.slots.len() - 1)
+    }
+
+    /// Hints the memory of `h`'s slot into the cache ahead of a [`put_hash`](Self::put_hash)
+    /// or [`get_hash`](Self::get_hash): a table larger than the caches costs a miss per
+    /// lookup otherwise.
+    #[inline]
+    pub(crate) fn prefetch(&self, h: KeyHash) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(slot) = self.slots.get(self.home(h)) {
+            // SAFETY: a prefetch only hints the cache; it never faults and changes no memory.
+            // The pointer is in bounds (it comes from a reference).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.as_ptr().cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = h;
+    }
+
     fn find(&self, h: KeyHash) -> usize {
-        let n = self.slots.len();
-        let mut i = ((h as u64) % n as u64) as usize;
+        let (lo, hi) = (h as u64, (h >> 64) as u64);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(h);
         loop {
-            let (sh, so) = self.slots[i];
-            if so == 0 || sh == h {
+            let [a, b, o] = self.slots[i];
+            if o == 0 || (a == lo && b == hi) {
                 return i;
             }
-            i = if i + 1 == n { 0 } else { i + 1 };
+            i = (i + 1) & mask;
         }
     }
 
-    /// Records that `key`'s latest occurrence so far is at `offset`. Returns `false` (nothing
+    fn grow(&mut self) {
+        let bigger = table((self.slots.len() * 2).min(self.max_slots));
+        let old = std::mem::replace(&mut self.slots, bigger);
+        self.max_used = fill_limit(self.slots.len(), self.load_factor);
+        for s in old.into_iter().filter(|s| s[2] != 0) {
+            let h = u128::from(s[0]) | (u128::from(s[1]) << 64);
+            let i = self.find(h);
+            self.slots[i] = s;
+        }
+    }
+
+    /// Records that the key hashing to `h` was last seen at `offset`. Returns `false` (nothing
     /// stored) when the key is new and the map is full.
-    pub(crate) fn put(&mut self, key: &[u8], offset: u64) -> bool {
-        let h = (self.hash)(key);
-        let i = self.find(h);
-        if self.slots[i].1 == 0 {
-            if self.is_full() {
-                return false;
+    pub(crate) fn put_hash(&mut self, h: KeyHash, offset: u64) -> bool {
+        let mut i = self.find(h);
+        if self.slots[i][2] == 0 {
+            if self.used >= self.max_used {
+                if self.slots.len() >= self.max_slots {
+                    return false;
+                }
+                self.grow();
+                i = self.find(h);
             }
             self.used += 1;
         }
-        self.slots[i] = (h, offset + 1);
+        self.slots[i] = [h as u64, (h >> 64) as u64, offset + 1];
         self.latest = Some(self.latest.map_or(offset, |l| l.max(offset)));
         true
     }
 
+    /// Records that `key`'s latest occurrence so far is at `offset` (see
+    /// [`put_hash`](Self::put_hash)).
+    #[cfg(test)]
+    pub(crate) fn put(&mut self, key: &[u8], offset: u64) -> bool {
+        self.put_hash(self.hash(key), offset)
+    }
+
+    /// The latest offset recorded for the key hashing to `h`.
+    pub(crate) fn get_hash(&self, h: KeyHash) -> Option<u64> {
+        self.slots[self.find(h)][2].checked_sub(1)
+    }
+
     /// The latest offset recorded for `key`.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> Option<u64> {
-        let (_, o) = self.slots[self.find((self.hash)(key))];
-        o.checked_sub(1)
+        self.get_hash(self.hash(key))
     }
 
     /// The largest offset the map covers: records at or below it were all seen.
@@ -188,6 +273,23 @@ mod tests {
         assert_eq!(m.memory_bytes(), 16 * SLOT_BYTES);
         m.cover_up_to(500);
         assert_eq!(m.latest(), Some(500));
+    }
+
+    #[test]
+    fn the_table_grows_with_the_keys_up_to_its_limit() {
+        let mut m = OffsetMap::new(1 << 20, 0.5);
+        let first = m.memory_bytes();
+        assert!(first < (1 << 20) * SLOT_BYTES);
+        for i in 0..100_000u64 {
+            assert!(m.put(&i.to_be_bytes(), i));
+        }
+        for i in 0..100_000u64 {
+            assert_eq!(m.get(&i.to_be_bytes()), Some(i), "key {i} lost in a growth");
+        }
+        assert!(m.memory_bytes() > first && m.memory_bytes() <= 4 * 100_000 * SLOT_BYTES);
+        // The limit rounds down to a power of two: 1000 slots are 512.
+        let m = OffsetMap::new(1000, 1.0);
+        assert_eq!(m.capacity(), 511);
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub trait FileHandle: Send + Sync + Debug {
         Ok((pos < self.len()?).then_some(pos))
     }
 
+    /// Hints that `[pos, pos + len)` of the read map will not be needed again soon: its pages
+    /// leave this process's resident set (they stay in the page cache; a later read maps them
+    /// back in). Does nothing where there is no read map.
+    fn release(&self, pos: u64, len: usize) {
+        let _ = (pos, len);
+    }
+
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
     /// shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {

@@ -309,6 +309,31 @@ impl FileHandle for StdFile {
         let _ = (pos, len);
     }
 
+    fn release(&self, pos: u64, len: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            const PAGE: u64 = 4096;
+            // Whole pages inside the range only.
+            let start = pos.div_ceil(PAGE) * PAGE;
+            let end = (pos + len as u64) / PAGE * PAGE;
+            if end <= start || self.map.get().is_none_or(|m| m.writable) {
+                return;
+            }
+            let Ok(n) = usize::try_from(end - start) else { return };
+            if let Some(ptr) = self.mapped(start, n) {
+                // SAFETY: the range lies inside a read-only file mapping (checked by `mapped`
+                // and above). MADV_DONTNEED on a file-backed mapping drops page-table entries
+                // only; the data stays in the page cache and any later access, by any reader,
+                // faults it back in unchanged.
+                unsafe {
+                    libc::madvise(ptr.cast(), n, libc::MADV_DONTNEED);
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (pos, len);
+    }
+
     fn hole_at_or_after(&self, pos: u64) -> io::Result<u64> {
         #[cfg(target_os = "linux")]
         {

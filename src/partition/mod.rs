@@ -498,8 +498,8 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `cleanup.policy` has no `compact`; [`Error::Corrupt`]
-    /// when a segment to clean is damaged (no record is lost: groups cleaned before the
-    /// damage was met stay swapped in, the rest is unchanged); [`Error::Io`],
+    /// when a segment to clean is damaged (nothing changes: a pass swaps its work in only
+    /// once all of it is written); [`Error::Io`],
     /// [`Error::StorageFull`], [`Error::Poisoned`].
     pub fn compact_with(&self, options: &crate::CleanerOptions) -> Result<crate::CompactionReport> {
         let throttle = crate::cleaner::Throttle::new(options.io_max_bytes_per_second);
