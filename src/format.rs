@@ -21,6 +21,7 @@
 //!         00000000000000000000.index       sparse offset index + segment summary
 //!         00000000000000000000.timeindex   time index
 //!         00000000000000004821.log …       next segment: named by its base offset, 20 digits
+//!     __consumer_offsets/                  committed offsets and group states (see below)
 //!   staging/                               topics being created (emptied at open)
 //!   trash/                                 topics being deleted (emptied at open)
 //! ```
@@ -187,6 +188,26 @@
 //! configuration overrides as `key=value` (Kafka's names; keys not listed are inherited from
 //! the directory defaults the directory is opened with), then `crc32=<8 hex digits>`: the
 //! CRC-32 of every byte before that line.
+//!
+//! ## Consumer offsets (`topics/__consumer_offsets/`)
+//!
+//! Committed offsets and group states live in an internal compacted topic named
+//! `__consumer_offsets` (created at the first group operation, with
+//! [`LogDirOptions::offsets_topic_num_partitions`](crate::LogDirOptions::offsets_topic_num_partitions)
+//! partitions; hidden from `list_topics(false)`; names starting with `__` are reserved). Its
+//! segments are ordinary segments as above. The records' keys and values are big-endian, as
+//! Kafka's group coordinator writes them; a string is an i16 length followed by UTF-8 bytes:
+//!
+//! | record | key | value |
+//! |---|---|---|
+//! | committed offset | i16 version = 1, group, topic, i32 partition | i16 version = 3, i64 offset, i32 leader epoch (the partition's assignment epoch in the group when committed; −1 for a commit outside a group), metadata string, i64 commit timestamp (ms) |
+//! | group state | i16 version = 2, group | i16 version = 1000, i32 generation, i64 time the group became empty (−1: it has members), assignment strategy string |
+//!
+//! A tombstone (no value) deletes its key: an expired or reset offset, a deleted group. All the
+//! offsets one commit writes are one batch in one partition, chosen from the group id as Kafka
+//! does (`abs(java_string_hash(group)) % partitions`), so a commit is atomic. A key or value of
+//! an unknown version is refused ([`Error::Corrupt`](crate::Error::Corrupt)) rather than
+//! skipped.
 //!
 //! ## Write protocol
 //!

@@ -6,7 +6,7 @@
 //!
 //! | record | key | value |
 //! |---|---|---|
-//! | committed offset | version i16 = 1, group, topic, partition i32 (Kafka's `OffsetCommitKey` v1) | version i16 = 3, offset i64, leader epoch i32 (−1), metadata, commit timestamp i64 (Kafka's `OffsetCommitValue` v3) |
+//! | committed offset | version i16 = 1, group, topic, partition i32 (Kafka's `OffsetCommitKey` v1) | version i16 = 3, offset i64, leader epoch i32 (the assignment epoch), metadata, commit timestamp i64 (Kafka's `OffsetCommitValue` v3) |
 //! | group state | version i16 = 2, group (Kafka's `GroupMetadataKey` v2) | version i16 = 1000 (partlog's own), generation i32, time the group became empty i64 (−1: it has members), assignment strategy |
 //!
 //! A null value (tombstone) deletes the key: an expired or reset offset, a deleted group. One
