@@ -838,3 +838,97 @@ fn readers_racing_a_writer_see_only_correct_records() -> TestResult {
     drop(p);
     check_final(&Partition::open_with(&dir, cfg)?)
 }
+
+/// Records per batch in [`sealed_log`]: enough that each batch is larger than the index
+/// interval, so each has its own index entry.
+const PER_BATCH: u64 = 80;
+
+/// A sealed log of `batches` batches of [`PER_BATCH`] records, values `value_of(offset, 60)`.
+fn sealed_log(dir: &Path, batches: u64) -> TestResult<Partition> {
+    let cfg = TopicConfig::default().segment_bytes(256 << 10);
+    let p = Partition::open_with(dir, cfg.clone())?;
+    for b in 0..batches {
+        let vals: Vec<Vec<u8>> = (0..PER_BATCH).map(|i| value_of(b * PER_BATCH + i, 60)).collect();
+        let recs: Vec<Record<'_>> = vals.iter().map(|v| Record::with_value(&v[..])).collect();
+        p.append_batch(&recs)?;
+    }
+    p.close()?;
+    Ok(Partition::open_with(dir, cfg)?)
+}
+
+#[test]
+fn first_and_repeated_small_reads_agree_on_mapped_and_copied_paths() -> TestResult {
+    // The first small read in a chunk of a sealed segment copies with pread; later ones use the
+    // map and skip a batch's CRC check that already passed. All must return the same records.
+    let dir = tempfile::tempdir()?;
+    let p = sealed_log(dir.path(), 400)?;
+    assert!(p.segments().len() > 3, "several sealed segments");
+    let end = p.log_end_offset();
+    let mut rng = Rng::new(seed("first_and_repeated_small_reads"));
+    let offsets: Vec<u64> = (0..3000).map(|_| rng.below(end)).collect();
+    for pass in 0..3 {
+        for &o in &offsets {
+            let r = p.read(o, 1)?;
+            let got = r.iter().next().ok_or("a record")?;
+            assert_eq!(got.offset(), o, "pass {pass}");
+            assert_eq!(got.value(), Some(&value_of(o, 60)[..]), "pass {pass} offset {o}");
+            // The whole batch comes back and the next fetch offset is its end.
+            assert_eq!(r.next_fetch_offset(), (o / PER_BATCH + 1) * PER_BATCH);
+        }
+    }
+    // With maps off every read copies; same answers.
+    drop(p);
+    let p = partlog::PartitionOptions::default().mmap_reads(false).open(dir.path())?;
+    for &o in offsets.iter().take(500) {
+        let r = p.read(o, 1)?;
+        assert_eq!(r.iter().next().map(|x| x.value().map(<[u8]>::to_vec)), Some(Some(value_of(o, 60))));
+    }
+    Ok(())
+}
+
+#[test]
+fn damage_in_a_sealed_batch_is_caught_at_its_first_read_through_each_handle() -> TestResult {
+    // A batch's CRC passes once per open handle; a damaged batch is caught the first time it is
+    // read, and again after a reopen even if it was damaged after a read that passed.
+    let dir = tempfile::tempdir()?;
+    let p = sealed_log(dir.path(), 100)?;
+    let first = p.segments()[0];
+    assert!(!first.active);
+    let log = seg_path(dir.path(), first.base_offset, "log");
+    let bytes = std::fs::read(&log)?;
+    let batches = parse_batches(&bytes);
+    let flip = |at: usize| -> TestResult {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&log)?;
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at as u64)?;
+        f.write_all_at(&[b[0] ^ 0x5a], at as u64)?;
+        Ok(())
+    };
+    // Batch 3 damaged before any read: the first read of it fails, and so does the next.
+    let (pos3, len3, base3, ..) = batches[3];
+    assert!(len3 > 4096, "each batch has its own index entry");
+    flip(pos3 + len3 - 5)?;
+    for _ in 0..2 {
+        match p.read(base3 + 7, 1) {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("expected Corrupt, got {:?}", other.map(|r| r.size_bytes())),
+        }
+    }
+    // Batch 5 read (and so checked) first, damaged afterwards: a new handle catches it.
+    let (pos5, len5, base5, ..) = batches[5];
+    assert_eq!(p.read(base5 + 1, 1)?.iter().next().map(|r| r.offset()), Some(base5 + 1));
+    flip(pos5 + len5 - 5)?;
+    drop(p);
+    let p = Partition::open_with(dir.path(), TopicConfig::default().segment_bytes(256 << 10))?;
+    for _ in 0..2 {
+        match p.read(base5 + 1, 1) {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("expected Corrupt after reopen, got {:?}", other.map(|r| r.size_bytes())),
+        }
+    }
+    // Undamaged batches around them still read.
+    let (_, _, base4, ..) = batches[4];
+    assert_eq!(p.read(base4, 1)?.iter().next().map(|r| r.offset()), Some(base4));
+    Ok(())
+}

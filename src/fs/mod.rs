@@ -150,6 +150,12 @@ pub trait FileHandle: Send + Sync + Debug {
         let _ = (pos, len);
     }
 
+    /// Like [`read_exact_at`](Self::read_exact_at), but never through a memory map: a copy by
+    /// system call, which costs less than the page faults a first touch of a map takes.
+    fn read_exact_unmapped(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.read_exact_at(buf, pos)
+    }
+
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is
     /// shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {

@@ -194,6 +194,19 @@ impl FileHandle for StdFile {
         read_at_os(&self.file, buf, pos)
     }
 
+    fn read_exact_unmapped(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match read_at_os(&self.file, buf, pos)? {
+                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file ends early")),
+                n => {
+                    buf = &mut buf[n..];
+                    pos += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         // Small writes go through the map (no syscall); large ones through pwrite, which fills
         // whole new pages without the page faults a first store to each page costs.

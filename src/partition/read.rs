@@ -257,21 +257,30 @@ fn read_segment(
 ) -> Result<Step<Records>> {
     let Some(opened) = inner.open_segment(seg, interval)? else { return Ok(Step::Retired) };
     let seg_len = seg.len.load(Ordering::Acquire);
-    let entry = opened.index.read().lookup(offset);
-    let from = start_position(&*opened.file, entry, seg_len);
-    if from >= seg_len {
+    let (entry, slot, next_entry) = opened.index.read().lookup_slot(offset);
+    if entry.position >= seg_len {
         return Ok(Step::Nothing);
     }
-    let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
-    // Mapped: scan the mapping in place and hand out a view of it, no copy.
-    if let Some(view) = opened.file.mapped_slice(from, avail).filter(|_| inner.map_reads) {
+    let small = max_bytes < PREFAULT_MIN;
+    // Mapped: scan the mapping in place and hand out a view of it, no copy. A small read in a
+    // part of a sealed segment's map not used yet copies instead (see `Opened::map_warm`).
+    let mapped = opened
+        .file
+        .mapped_slice(0, 0)
+        .filter(|_| inner.map_reads && (!small || opened.map_warm(entry.position)))
+        .is_some();
+    if mapped {
+        let from = start_position(&*opened.file, entry, seg_len);
+        let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
+        let Some(view) = opened.file.mapped_slice(from, avail) else { return Ok(Step::Nothing) };
         // A large (sequential) read maps in the pages it will touch with one call instead of a
         // fault per page; for small random reads the call costs more than it saves.
-        if max_bytes >= PREFAULT_MIN {
+        if !small {
             opened.file.prefault(from, avail.min(max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD));
         }
         let mut src = Source::Mapped(view);
-        let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else {
+        let checked = Checked { opened: &opened, slot: slot.filter(|_| from == entry.position) };
+        let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes, checked)? else {
             return Ok(Step::Nothing);
         };
         let start = from as usize + found.start;
@@ -285,11 +294,25 @@ fn read_segment(
             next_offset: found.next_offset,
         }));
     }
-    let first_read = (max_bytes.min(1 << 30) + interval as usize + LOOKAHEAD).min(avail);
-    let mut buf = vec![0u8; first_read];
-    opened.file.read_exact_at(&mut buf, from).map_err(|e| Error::io(&seg.log_path(), e))?;
+    // One read from the index entry: up to the next entry (whole batches) for a small read,
+    // the budget plus the scan from the entry otherwise; more is read only if the batches
+    // found need it.
+    let budget = max_bytes.min(1 << 30);
+    let region = next_entry.filter(|&n| n > entry.position).map(|n| (n - entry.position) as usize);
+    let want = match region {
+        Some(r) if small => r.max(budget),
+        _ => budget + interval as usize + LOOKAHEAD,
+    };
+    let mut from = entry.position;
+    let mut buf = read_from(&*opened.file, seg, from, want.max(HEADER_LEN), seg_len)?;
+    if from != 0 && !header_has_offset(&buf, entry.offset) {
+        // The index does not match its log here: scan from the segment start instead.
+        from = 0;
+        buf = read_from(&*opened.file, seg, 0, budget + interval as usize + LOOKAHEAD, seg_len)?;
+    }
     let mut src = Source::Owned { buf, file: &*opened.file };
-    let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes)? else {
+    let checked = Checked { opened: &opened, slot: slot.filter(|_| from == entry.position) };
+    let Some(found) = scan_for_read(&mut src, seg, from, seg_len, offset, max_bytes, checked)? else {
         return Ok(Step::Nothing);
     };
     let Source::Owned { buf, .. } = src else { return Ok(Step::Nothing) };
@@ -303,6 +326,25 @@ fn read_segment(
     }))
 }
 
+/// Reads up to `want` bytes of the segment from `from` (fewer at its end), bypassing any map.
+fn read_from(
+    file: &dyn crate::fs::FileHandle,
+    seg: &SegmentState,
+    from: u64,
+    want: usize,
+    seg_len: u64,
+) -> Result<Vec<u8>> {
+    let n = want.min(usize::try_from(seg_len - from).unwrap_or(usize::MAX));
+    let mut buf = vec![0u8; n];
+    file.read_exact_unmapped(&mut buf, from).map_err(|e| Error::io(&seg.log_path(), e))?;
+    Ok(buf)
+}
+
+/// Whether `bytes` start with a batch header whose base offset is `offset`.
+fn header_has_offset(bytes: &[u8], offset: u64) -> bool {
+    BatchHeader::parse(bytes, usize::MAX).is_ok_and(|h| h.base_offset == offset)
+}
+
 /// Where to start scanning for `entry`'s target: the entry's position when the batch there
 /// really has the entry's base offset, otherwise (an index that does not match its log) the
 /// start of the segment.
@@ -310,11 +352,39 @@ fn start_position(file: &dyn crate::fs::FileHandle, entry: crate::segment::Index
     if entry.position == 0 {
         return 0;
     }
+    if entry.position + HEADER_LEN as u64 > seg_len {
+        return 0;
+    }
+    if let Some(hdr) = file.mapped_slice(entry.position, HEADER_LEN) {
+        return if header_has_offset(hdr, entry.offset) { entry.position } else { 0 };
+    }
     let mut hdr = [0u8; HEADER_LEN];
-    let ok = entry.position + HEADER_LEN as u64 <= seg_len
-        && file.read_exact_at(&mut hdr, entry.position).is_ok()
-        && BatchHeader::parse(&hdr, usize::MAX).is_ok_and(|h| h.base_offset == entry.offset);
+    let ok = file.read_exact_at(&mut hdr, entry.position).is_ok() && header_has_offset(&hdr, entry.offset);
     if ok { entry.position } else { 0 }
+}
+
+/// Which batch of a scan may skip its CRC check: the one at `from` when `slot` (its
+/// offset-index entry) is marked verified in `opened`.
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    opened: &'a Opened,
+    slot: Option<usize>,
+}
+
+impl Checked<'_> {
+    /// Checks the batch `bytes` found at `cur` bytes into the scan, unless it is the one the
+    /// handle remembers as checked; remembers a pass.
+    fn verify(self, cur: usize, bytes: &[u8]) -> std::result::Result<(), crate::error::CorruptKind> {
+        match self.slot.filter(|_| cur == 0) {
+            Some(s) if self.opened.is_verified(s) => Ok(()),
+            Some(s) => {
+                batch::verify(bytes)?;
+                self.opened.mark_verified(s);
+                Ok(())
+            }
+            None => batch::verify(bytes).map(|_| ()),
+        }
+    }
 }
 
 /// Where [`scan_for_read`] gets bytes from: a mapping holding everything, or a buffer that
@@ -355,7 +425,9 @@ struct Found {
 
 /// Finds the batches to return, relative to `from`.
 ///
-/// Batches returned are CRC-checked. Batches passed over on the way (between the sparse index
+/// Batches returned are CRC-checked, except that the batch at `from` of a sealed segment is
+/// checked once per open handle (`checked`): its bytes cannot change while the handle lives.
+/// Batches passed over on the way (between the sparse index
 /// entry and the target) are not, with one exception that keeps damage from going unnoticed:
 /// when the first batch returned starts after `offset` (the target seems to fall in a gap),
 /// the batch passed over just before it is checked too, since a damaged header there could
@@ -367,6 +439,7 @@ fn scan_for_read(
     seg_len: u64,
     offset: u64,
     max_bytes: usize,
+    checked: Checked<'_>,
 ) -> Result<Option<Found>> {
     let corrupt = |pos: u64, k| Error::corrupt(&seg.log_path(), pos, k);
     let io = |e| Error::io(&seg.log_path(), e);
@@ -405,7 +478,7 @@ fn scan_for_read(
             batch::verify(bytes.get(s..s + l).unwrap_or(&[])).map_err(|k| corrupt(from + s as u64, k))?;
         }
         let this = bytes.get(cur..cur + len).unwrap_or(&[]);
-        match batch::verify(this) {
+        match checked.verify(cur, this) {
             Ok(_) => {}
             Err(_) if first.is_some() => break,
             Err(k) => return Err(corrupt(pos, k)),
@@ -441,6 +514,10 @@ fn has_record_at_or_after(bytes: &[u8], h: BatchHeader, offset: u64) -> bool {
         return false;
     }
     if h.base_offset >= offset {
+        return true;
+    }
+    // No offset missing (never compacted): every offset up to the last has its record.
+    if u64::from(h.record_count) == u64::from(h.last_offset_delta) + 1 && h.last_offset() >= offset {
         return true;
     }
     let mut it = RecordIter::new(bytes, h);

@@ -5,6 +5,7 @@
 //! immutable, opened lazily on first read through a bounded [`HandleCache`] and closed again
 //! when evicted.
 
+mod bits;
 mod cache;
 pub(crate) mod cursor;
 pub(crate) mod files;
@@ -119,9 +120,20 @@ pub(crate) struct Opened {
     pub(crate) file: Box<dyn FileHandle>,
     pub(crate) index: RwLock<OffsetIndex>,
     pub(crate) time: RwLock<TimeIndex>,
+    /// Sealed segments only (empty otherwise): bit `i` is set once the batch starting at
+    /// offset-index entry `i` has passed its CRC check through this handle. Sealed bytes never
+    /// change while the handle lives, so later reads of that batch skip the check.
+    verified: bits::AtomicBits,
+    /// Sealed, memory-mapped segments only: bit `c` is set once a read has been served from
+    /// the `MAP_CHUNK`-byte chunk `c` of the file (see [`Opened::map_warm`]).
+    touched: bits::AtomicBits,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The granularity at which reads of a sealed, mapped segment track which parts of the map
+/// they have used: the kernel's default fault-around window, so one page fault maps a chunk.
+pub(crate) const MAP_CHUNK: u64 = 64 << 10;
 
 impl Opened {
     pub(crate) fn new(file: Box<dyn FileHandle>, index: OffsetIndex, time: TimeIndex) -> Arc<Opened> {
@@ -130,7 +142,49 @@ impl Opened {
             file,
             index: RwLock::new(index),
             time: RwLock::new(time),
+            verified: bits::AtomicBits::default(),
+            touched: bits::AtomicBits::default(),
         })
+    }
+
+    /// A sealed segment of `size` bytes: its batches' checks are remembered.
+    pub(crate) fn sealed(file: Box<dyn FileHandle>, index: OffsetIndex, time: TimeIndex, size: u64) -> Arc<Opened> {
+        let mapped = file.mapped_slice(0, 0).is_some();
+        let entries = index.len();
+        let chunks = if mapped { usize::try_from(size.div_ceil(MAP_CHUNK)).unwrap_or(0) } else { 0 };
+        Arc::new(Opened {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            file,
+            index: RwLock::new(index),
+            time: RwLock::new(time),
+            verified: bits::AtomicBits::new(entries),
+            touched: bits::AtomicBits::new(chunks),
+        })
+    }
+
+    /// Whether the batch at offset-index entry `slot` has passed its CRC check through this
+    /// handle (never true for the active segment).
+    #[inline]
+    pub(crate) fn is_verified(&self, slot: usize) -> bool {
+        self.verified.get(slot)
+    }
+
+    /// Records that the batch at offset-index entry `slot` passed its CRC check.
+    #[inline]
+    pub(crate) fn mark_verified(&self, slot: usize) {
+        self.verified.set(slot);
+    }
+
+    /// For a small read at `pos` of a sealed, mapped segment: whether to use the map (true) or
+    /// copy with a system call (false). The first read in a chunk copies, which costs less
+    /// than the page fault a first touch of the map takes; the second and later ones use the
+    /// map (one fault then maps the whole chunk). Random reads spread over a large log so pay
+    /// one system call each, and reads that come back to a region are served from memory.
+    /// Always true for other segments.
+    #[inline]
+    pub(crate) fn map_warm(&self, pos: u64) -> bool {
+        let c = usize::try_from(pos / MAP_CHUNK).unwrap_or(usize::MAX);
+        self.touched.len() == 0 || self.touched.set(c) || c >= self.touched.len()
     }
 }
 
@@ -334,7 +388,7 @@ impl SegmentState {
             file.map_for_reads(meta.size).at(&log_path)?;
         }
         if let Some((index, time)) = self.load_indexes(fs, &meta) {
-            return Ok(Opened::new(file, index, time));
+            return Ok(Opened::sealed(file, index, time, meta.size));
         }
         // Missing or damaged indexes: rebuild from the log, which is the source of truth.
         let rebuilt = log_file::rebuild(&*file, &log_path, self.base, meta.size, interval)?;
@@ -342,7 +396,7 @@ impl SegmentState {
             return Err(Error::corrupt(&log_path, rebuilt.meta.size, crate::error::CorruptKind::BatchInvalid));
         }
         let _ = write_indexes(fs, self, &rebuilt.meta, &rebuilt.index, &rebuilt.time);
-        Ok(Opened::new(file, rebuilt.index, rebuilt.time))
+        Ok(Opened::sealed(file, rebuilt.index, rebuilt.time, meta.size))
     }
 
     /// Loads both index files if they are intact and describe exactly this segment.

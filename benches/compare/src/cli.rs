@@ -8,8 +8,20 @@ use std::path::PathBuf;
 use crate::fixture::BATCH;
 
 /// Workload names accepted by `--only`.
-pub const WORKLOADS: &[&str] =
-    &["append", "single", "read", "tail", "random", "fsync", "reopen", "crash", "resources", "compact", "retention"];
+pub const WORKLOADS: &[&str] = &[
+    "append",
+    "single",
+    "read",
+    "tail",
+    "random",
+    "fsync",
+    "reopen",
+    "crash",
+    "resources",
+    "compact",
+    "retention",
+    "consumer",
+];
 
 const KNOWN_FLAGS: &[&str] = &[
     "--quick",

@@ -2,7 +2,7 @@
 //! `std::fs::File` baseline on the same workloads in one process and prints Markdown tables (see
 //! README.md).
 //!
-//! Usage: `cargo run --release -- [--quick] [--only append,single,read,tail,random,fsync,reopen,crash,resources,compact,retention]
+//! Usage: `cargo run --release -- [--quick] [--only append,single,read,tail,random,fsync,reopen,crash,resources,compact,retention,consumer]
 //! [--rounds N] [--records N] [--single-records N] [--random-log N] [--random-reads N]
 //! [--fsync-secs S] [--segments N] [--segment-records N] [--crash-records N] [--compact-mb N]
 //! [--retention-segments N] [--dir PATH]`.
@@ -69,6 +69,9 @@ fn main() {
     }
     if cfg.wants("retention") {
         workloads::retention::run(&mut rep, &cfg, &v);
+    }
+    if cfg.wants("consumer") {
+        workloads::consumer::run(&mut rep, &cfg, &v);
     }
 
     let mut out = header(&cfg);

@@ -1,6 +1,7 @@
 //! The workloads, each writing its section of the report and its summary rows.
 
 pub mod compaction;
+pub mod consumer;
 pub mod crash;
 pub mod footprint;
 pub mod fsync;
