@@ -255,6 +255,25 @@
 //! - **Topic create / delete.** Built in `staging/` and renamed into `topics/`; deleted by a
 //!   rename into `trash/` and removal. Each rename is followed by fsyncs of both directories.
 //!
+//! ## What reads check, and when
+//!
+//! - Every batch a read returns has passed its CRC check, its length and offset checks and a
+//!   walk of its records' framing.
+//! - In the active segment the check runs on every read.
+//! - In a sealed segment (immutable: never written again; truncation and compaction replace
+//!   files instead of changing them) a batch that starts at an offset-index entry is checked
+//!   the first time a read returns it through an open handle of the segment, and the pass is
+//!   remembered for that handle: later reads of that batch skip the CRC (not the framing
+//!   walk). A handle lives while the segment is in the partition's open-file cache or a
+//!   returned [`Records`](crate::Records) holds it; a new handle checks again. So damage that
+//!   appears on the disk after a batch was read is caught at the next open of the segment (at
+//!   the latest, at the next open of the partition), and damage present before is caught at
+//!   the first read. Other batches are checked on every read.
+//! - Batches a read passes over on the way to its target (between a sparse index entry and the
+//!   target) are not checked, except the one just before a target that seems to fall in a
+//!   gap. The scans of recovery, compaction and `offset_for_timestamp` check every batch they
+//!   pass.
+//!
 //! ## Recovery and its crash analysis
 //!
 //! Open lists the directory, deletes `.tmp` and `.deleted` leftovers, carries out an intent if
