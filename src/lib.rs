@@ -79,6 +79,7 @@ mod record;
 mod retention;
 pub mod segment;
 mod topic;
+mod trace;
 
 pub use cleaner::{
     CleanerOptions, CleanerStatus, CompactionReport, DEFAULT_DEDUPE_BUFFER_BYTES, DEFAULT_DEDUPE_LOAD_FACTOR,

@@ -288,6 +288,13 @@ impl Partition {
     fn open_inner(path: &Path, opts: PartitionOptions) -> Result<Partition> {
         opts.config.validate()?;
         let inner = recovery::open(path, opts)?;
+        let report = &inner.report;
+        if report.tail_cut.is_some() {
+            crate::trace::event!(warn, partition = %path.display(), cut = ?report.tail_cut, "torn tail cut at open");
+        }
+        if !report.clean {
+            crate::trace::event!(info, partition = %path.display(), ?report, "partition opened after recovery");
+        }
         Ok(Partition { inner: Arc::new(inner) })
     }
 
@@ -445,7 +452,12 @@ impl Partition {
     /// # Errors
     /// [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
-        truncate::truncate_to(&self.inner, offset)
+        let before = self.log_end_offset();
+        truncate::truncate_to(&self.inner, offset)?;
+        if before > offset {
+            crate::trace::event!(info, partition = %self.inner.dir.display(), from = before, to = offset, "log truncated");
+        }
+        Ok(())
     }
 
     /// Makes `offset` the log start: records below it become unreadable and whole segments
@@ -480,7 +492,11 @@ impl Partition {
     /// # Errors
     /// [`Error::Io`], [`Error::Poisoned`], [`Error::Closed`].
     pub fn run_retention(&self) -> Result<crate::RetentionReport> {
-        crate::retention::run(&self.inner)
+        let report = crate::retention::run(&self.inner)?;
+        if report.segments_deleted > 0 {
+            crate::trace::event!(info, partition = %self.inner.dir.display(), ?report, "retention deleted segments");
+        }
+        Ok(report)
     }
 
     /// Runs one compaction pass now, whether or not the partition is due (its dirty ratio and
@@ -515,6 +531,15 @@ impl Partition {
         let out = crate::cleaner::run_pass(&self.inner, options, throttle, force);
         if !matches!(out, Err(Error::InvalidConfig { .. } | Error::Closed)) {
             crate::cleaner::record(&self.inner.cleaner, &out);
+        }
+        match &out {
+            Ok(report) if report.cleaned => {
+                crate::trace::event!(info, partition = %self.inner.dir.display(), ?report, "compaction pass");
+            }
+            Err(e) if !matches!(e, Error::InvalidConfig { .. } | Error::Closed) => {
+                crate::trace::event!(warn, partition = %self.inner.dir.display(), error = %e, "compaction pass failed");
+            }
+            _ => {}
         }
         out
     }
@@ -615,6 +640,7 @@ impl Inner {
     pub(crate) fn poison(&self, err: Error) -> Error {
         let mut cause = self.poison_cause.lock();
         if cause.is_none() {
+            crate::trace::event!(error, partition = %self.dir.display(), error = %err, "partition poisoned: no more writes until reopened");
             *cause = Some(Arc::new(err.copy()));
         }
         self.poisoned.store(true, Ordering::Release);

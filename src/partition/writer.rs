@@ -191,6 +191,14 @@ impl Writer {
         // next open re-validates more; it is written again at the next roll or close.
         // Its older version stays correct (the recovery point is only behind), so the rename
         // need not be durable yet.
+        crate::trace::event!(
+            info,
+            partition = %inner.dir.display(),
+            sealed_base = old.base,
+            sealed_bytes = meta.size,
+            new_base,
+            "segment rolled"
+        );
         let mut ck = inner.ckpt.lock();
         ck.recovery_point = new_base;
         inner.write_checkpoint(&mut ck, false, false)?;
@@ -498,7 +506,10 @@ pub(crate) fn sync_to(inner: &Inner, target: u64) -> Result<()> {
             inner.last_group.store(usize::try_from(covered).unwrap_or(usize::MAX), Ordering::Release);
             Ok(())
         }
-        Err(e) => Err(inner.poison(Error::io(&path, e))),
+        Err(e) => {
+            crate::trace::event!(error, partition = %inner.dir.display(), error = %e, "fsync failed");
+            Err(inner.poison(Error::io(&path, e)))
+        }
     };
     inner.sync_cv.notify_all();
     drop(st);
