@@ -34,13 +34,16 @@ const CASES: [&str; 4] = ["healthy", "crashed", "torn", "corrupt"];
 // ---------------------------------------------------------------------------------------------
 // What a fixture must yield.
 
+/// One record: offset, timestamp, key, value.
+type Row = (u64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 #[derive(Debug, PartialEq, Eq)]
 struct Expected {
     /// `None`: open succeeds; `Some((file, byte, kind))`: open fails with `Corrupt`.
     corrupt: Option<(String, u64, String)>,
     log_start: u64,
     log_end: u64,
-    records: Vec<(u64, i64, Option<Vec<u8>>, Option<Vec<u8>>)>,
+    records: Vec<Row>,
 }
 
 fn hex(b: &Option<Vec<u8>>) -> String {
@@ -87,7 +90,7 @@ impl Expected {
     }
 }
 
-fn records_of(p: &Partition) -> TestResult<Vec<(u64, i64, Option<Vec<u8>>, Option<Vec<u8>>)>> {
+fn records_of(p: &Partition) -> TestResult<Vec<Row>> {
     let got: Vec<StoredRecord> = p.iter(p.log_start_offset()).collect::<Result<_, _>>()?;
     Ok(got.into_iter().map(|r| (r.offset, r.timestamp, r.key, r.value)).collect())
 }

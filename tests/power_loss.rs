@@ -427,10 +427,8 @@ fn child_commits(dir: &Path, rng: &mut Rng, out: &mut Out) -> TestResult {
     let mut c = d.consumer(ConsumerConfig::new().group_id("g").enable_auto_commit(false))?;
     let tp = TopicPartition::new("in", 0);
     c.assign(std::slice::from_ref(&tp))?;
-    let mut next = c.committed(&tp)?.map_or(0, |m| m.offset) + 1;
-    for _ in 0..CHILD_MAX_OPS {
-        let o = next;
-        next += 1;
+    let first = c.committed(&tp)?.map_or(0, |m| m.offset) + 1;
+    for o in first..first + CHILD_MAX_OPS {
         out.op(&format!("commit {o}"), || c.commit_offsets(&[(tp.clone(), OffsetAndMetadata::new(o))]))?;
         pause(rng, 3_000);
     }
