@@ -334,7 +334,42 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         log_append_time: false,
     };
     let lat = Setup { log_append_time: true, ..Setup::default() };
+    // Long histories (the largest seed used to be 401 bytes, and libFuzzer grows inputs
+    // slowly): [`MAX_OPS`] operations that roll many segments, with truncations, log-start
+    // moves, reopens and crashes (also part-way through) spread over them.
+    let long = |salt: u16| -> Vec<Op> {
+        let mut ops = Vec::new();
+        let mut i = 0u16;
+        while ops.len() < MAX_OPS {
+            let k = (i.wrapping_mul(7).wrapping_add(salt)) % 23;
+            ops.push(match k {
+                0..=9 => Op::Append(rec(i)),
+                10..=12 => Op::AppendBatch((i..i + 1 + k % 4).map(rec).collect()),
+                13 => Op::Read { at: i % 50, max_bytes: 1 + u32::from(i) * 13 },
+                14 => Op::ReadTs(i64::from(i) * 7),
+                15 => Op::Truncate(i.wrapping_mul(31)),
+                16 => Op::AdvanceStart(i % 9),
+                17 => Op::Sync,
+                18 => Op::Reopen,
+                19 => Op::Tick(i % 300),
+                20 => Op::Crash(
+                    [Crash::LoseUnsynced, Crash::TornPrefix(u64::from(i)), Crash::Garbage(u64::from(i))]
+                        [usize::from(i % 3)],
+                ),
+                _ => during(
+                    Op::AppendBatch((i..i + 3).map(rec).collect()),
+                    (i % 5) as u8,
+                    Crash::TornPrefix(u64::from(i)),
+                ),
+            });
+            i += 1;
+        }
+        ops
+    };
     vec![
+        ("long-history", encode(&Setup::default(), &long(0))),
+        ("long-history-os", encode(&os, &long(5))),
+        ("long-history-small-limits", encode(&small, &long(11))),
         ("basic", encode(&Setup::default(), &basic)),
         ("os-crash", encode(&os, &crashy)),
         ("errors", encode(&Setup::default(), &errors)),

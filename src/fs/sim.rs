@@ -24,12 +24,24 @@
 //!
 //! Paths are resolved component by component from the root, through current entries; relative
 //! paths are relative to the root, `.` components are ignored and `..` is refused.
+//!
+//! # Memory maps
+//! By default (as [`StdFs`](super::StdFs) on Linux) handles honour the mapping hints:
+//! [`FileHandle::map_for_reads`] and [`FileHandle::enable_mapped_writes`] map a file, and
+//! [`FileHandle::mapped_slice`] then serves its bytes without a copy, so the read path partlog
+//! takes on Linux — scans and record views straight from a map — is the one the crash sweeps
+//! run. A view is a snapshot of the bytes when it was handed out; a real map would show later
+//! changes instead, which is why the seam promises that mapped bytes are never rewritten (and
+//! never cut off by a truncation) while a handle may serve them. The simulation checks that
+//! promise: a write that changes a byte a live view holds, or a `set_len` that cuts into one
+//! (SIGBUS on a real map), is a *map violation*. Violations panic, naming the file and the
+//! range; [`SimFs::set_mapped`] turns maps off (every read then goes through `read_at`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io::{self, ErrorKind};
 use std::path::{Component, Path};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -131,6 +143,14 @@ struct State {
     /// Set once the `crash_after` budget is exhausted: everything fails until `crash`.
     halted: bool,
     capacity: Option<u64>,
+    /// Whether handles opened from now on honour the mapping hints.
+    unmapped: bool,
+    /// Byte ranges handed out by `mapped_slice`, per inode: (handle, start, end).
+    pins: HashMap<Ino, Vec<(u64, usize, usize)>>,
+    next_handle: u64,
+    /// Bumped per inode by [`SimFs::write_file`]: bytes changed from outside, which a real map
+    /// would show, so views taken before are not handed out again.
+    planted: HashMap<Ino, u64>,
 }
 
 fn err(kind: ErrorKind, msg: &'static str) -> io::Error {
@@ -371,6 +391,27 @@ impl State {
         Ok(())
     }
 
+    /// Panics if writing `bytes` at `pos` of `ino` changes a byte a live map view holds, or
+    /// (`bytes == None`) if cutting the file to `pos` bytes cuts into one.
+    fn check_pins(&self, ino: Ino, pos: usize, bytes: Option<&[u8]>) {
+        let Some(pins) = self.pins.get(&ino) else { return };
+        let Ok(file) = self.file(ino) else { return };
+        for &(handle, start, end) in pins {
+            let violated = match bytes {
+                None => pos < end,
+                Some(b) => {
+                    let (a, z) = (pos.max(start), pos.saturating_add(b.len()).min(end));
+                    a < z && file.data.get(a..z) != b.get(a - pos..z - pos)
+                }
+            };
+            assert!(
+                !violated,
+                "sim: map violation: {} bytes [{start}, {end}) of inode {ino}, mapped by handle {handle}, at {pos}",
+                if bytes.is_some() { "a write changes" } else { "a truncation cuts into" }
+            );
+        }
+    }
+
     fn crash(&mut self, mode: CrashMode) {
         let (seed, garbage) = match mode {
             CrashMode::LoseUnsynced => (None, false),
@@ -410,6 +451,7 @@ impl State {
         let live = self.reachable(ROOT, true);
         self.nodes.retain(|ino, _| live.contains(ino));
         self.open.clear();
+        self.pins.clear();
         self.locks.clear();
         self.generation += 1;
         self.faults.clear();
@@ -466,6 +508,12 @@ impl SimFs {
         let mut st = self.state.lock();
         let at = st.seq.saturating_add(n);
         st.faults.insert(at, kind);
+    }
+
+    /// Whether handles opened from now on honour the mapping hints (the default) or ignore them,
+    /// so that every read goes through `read_at`. See the [module documentation](self).
+    pub fn set_mapped(&self, on: bool) {
+        self.state.lock().unmapped = !on;
     }
 
     /// Limits the total size of all files (reachable from the root or open): growing a file
@@ -547,7 +595,9 @@ impl SimFs {
 
     /// Creates or overwrites the file at `path` (its parent must exist) with `data`, and makes
     /// both its contents and its directory entry durable at once: for tests that plant files.
-    /// Ignores faults and capacity and does not count as an operation.
+    /// Ignores faults and capacity and does not count as an operation. Open handles see the new
+    /// bytes, through `read_at` and through maps (views handed out earlier keep the old ones:
+    /// the change came from outside, which the map-violation check does not police).
     pub fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let comps = components(path)?;
         let mut st = self.state.lock();
@@ -560,6 +610,7 @@ impl SimFs {
         let ino = match existing {
             Some(ino) => {
                 st.nodes.insert(ino, Node::File(file)); // same inode: open handles see it
+                *st.planted.entry(ino).or_default() += 1; // and so do maps of it, from now on
                 ino
             }
             None => st.alloc(Node::File(file)),
@@ -655,11 +706,17 @@ impl FileSystem for SimFs {
             None => st.create_file(&comps)?,
         };
         *st.open.entry(ino).or_default() += 1;
+        let id = st.next_handle;
+        st.next_handle += 1;
         Ok(Box::new(SimFile {
             state: Arc::clone(&self.state),
             ino,
             generation: st.generation,
             writable: mode != OpenMode::Read,
+            id,
+            mappable: !st.unmapped,
+            map_len: OnceLock::new(),
+            views: Views::default(),
         }))
     }
 
@@ -744,6 +801,75 @@ pub struct SimFile {
     ino: Ino,
     generation: u64,
     writable: bool,
+    id: u64,
+    /// Whether the mapping hints are honoured.
+    mappable: bool,
+    /// Set by the first mapping hint: the length of the (simulated) map.
+    map_len: OnceLock<u64>,
+    /// Snapshots handed out by `mapped_slice`; they live as long as the handle.
+    views: Views,
+}
+
+/// Most snapshots one handle keeps; past it, `mapped_slice` declines (reads use `read_at`).
+const MAX_VIEWS: usize = 4096;
+/// Most bytes of snapshots one handle keeps.
+const MAX_VIEW_BYTES: usize = 64 << 20;
+
+/// An append-only list of snapshots: each one stays put (and borrowable) until the handle
+/// drops.
+#[derive(Debug, Default)]
+struct Views {
+    head: OnceLock<Box<View>>,
+}
+
+#[derive(Debug)]
+struct View {
+    start: usize,
+    /// The inode's [`State::planted`] count when the snapshot was taken.
+    epoch: u64,
+    bytes: Box<[u8]>,
+    next: OnceLock<Box<View>>,
+}
+
+impl SimFile {
+    /// The snapshot of `[pos, pos + len)`, taken now if no earlier one covers it.
+    fn view(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        let epoch = self.state.lock().planted.get(&self.ino).copied().unwrap_or(0);
+        let covers = |v: &View| v.epoch == epoch && v.start <= pos && end <= v.start + v.bytes.len();
+        let mut slot = &self.views.head;
+        let (mut count, mut bytes) = (0usize, 0usize);
+        loop {
+            match slot.get() {
+                Some(v) if covers(v) => return v.bytes.get(pos - v.start..end - v.start),
+                Some(v) => {
+                    count += 1;
+                    bytes += v.bytes.len();
+                    slot = &v.next;
+                }
+                None => {
+                    if count >= MAX_VIEWS || bytes.saturating_add(len) > MAX_VIEW_BYTES {
+                        return None;
+                    }
+                    let snapshot = {
+                        let mut st = self.state.lock();
+                        if st.generation != self.generation
+                            || st.halted
+                            || st.planted.get(&self.ino).copied().unwrap_or(0) != epoch
+                        {
+                            return None;
+                        }
+                        let data = &st.file(self.ino).ok()?.data;
+                        let snap: Box<[u8]> = data.get(pos..end)?.into();
+                        st.pins.entry(self.ino).or_default().push((self.id, pos, end));
+                        snap
+                    };
+                    // Another thread may have appended first: then look on from its view.
+                    let _ = slot.set(Box::new(View { start: pos, epoch, bytes: snapshot, next: OnceLock::new() }));
+                }
+            }
+        }
+    }
 }
 
 impl SimFile {
@@ -769,6 +895,9 @@ impl SimFile {
             let len = to_usize(len)?;
             let cur = st.file(ino)?.data.len();
             st.check_growth(ino, len)?;
+            if len < cur && !grow_only {
+                st.check_pins(ino, len, None);
+            }
             st.mutate(|st| {
                 if let Some(f) = st.file_mut(ino)
                     && !(grow_only && len <= cur)
@@ -784,6 +913,14 @@ impl SimFile {
 impl Drop for SimFile {
     fn drop(&mut self) {
         let mut st = self.state.lock();
+        if st.generation == self.generation
+            && let Some(pins) = st.pins.get_mut(&self.ino)
+        {
+            pins.retain(|p| p.0 != self.id);
+            if pins.is_empty() {
+                st.pins.remove(&self.ino);
+            }
+        }
         if st.generation == self.generation
             && let Some(n) = st.open.get_mut(&self.ino)
         {
@@ -820,6 +957,7 @@ impl FileHandle for SimFile {
             let cur = st.file(ino)?.data.len();
             if !buf.is_empty() {
                 st.check_growth(ino, cur.max(pos + buf.len()))?;
+                st.check_pins(ino, pos, Some(buf));
             }
             st.mutate(|st| {
                 if let Some(f) = st.file_mut(ino)
@@ -853,8 +991,31 @@ impl FileHandle for SimFile {
         self.resize(len, true)
     }
 
-    fn enable_mapped_writes(&self, _max_len: u64) -> io::Result<()> {
-        self.with(false, |_| Ok(()))
+    fn enable_mapped_writes(&self, max_len: u64) -> io::Result<()> {
+        self.with(false, |_| Ok(()))?;
+        if self.mappable && max_len > 0 {
+            let _ = self.map_len.set(max_len);
+        }
+        Ok(())
+    }
+
+    fn map_for_reads(&self, len: u64) -> io::Result<()> {
+        let file_len = self.with(false, |st| Ok(st.file(self.ino)?.data.len() as u64))?;
+        if self.mappable && len > 0 && file_len >= len && self.map_len.set(len).is_ok() {
+            // Sealed bytes: one view of all of them serves every later read.
+            let n = usize::try_from(len).map_err(|_| err(ErrorKind::FileTooLarge, "sim: map too large"))?;
+            let _ = self.view(0, n);
+        }
+        Ok(())
+    }
+
+    fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let map_len = *self.map_len.get()?;
+        let end = pos.checked_add(len as u64)?;
+        if end > map_len {
+            return None;
+        }
+        self.view(usize::try_from(pos).ok()?, len)
     }
 }
 
@@ -899,6 +1060,68 @@ mod tests {
         f.sync_data()?;
         fs.sync_dir(p("/d"))?;
         Ok(f)
+    }
+
+    #[test]
+    fn maps_serve_views_of_the_bytes() -> io::Result<()> {
+        let fs = SimFs::new();
+        let f = durable_file(&fs, b"hello world")?;
+        assert_eq!(f.mapped_slice(0, 5), None, "not mapped yet");
+        f.map_for_reads(11)?;
+        assert_eq!(f.mapped_slice(6, 5), Some(&b"world"[..]));
+        assert_eq!(f.mapped_slice(6, 6), None, "past the map");
+        // A write map grows with the file: bytes written later can be viewed once there.
+        let g = fs.open(p("/d/g"), OpenMode::Create)?;
+        g.enable_mapped_writes(1 << 20)?;
+        g.allocate(64)?;
+        g.write_at(b"abc", 0)?;
+        assert_eq!(g.mapped_slice(0, 3), Some(&b"abc"[..]));
+        g.write_at(b"def", 3)?; // outside every view: allowed
+        assert_eq!(g.mapped_slice(0, 6), Some(&b"abcdef"[..]));
+        g.write_at(b"abc", 0)?; // the same bytes again: no change, allowed
+        g.set_len(6)?; // trimming past every view: allowed
+        // Without maps every read goes through `read_at`.
+        fs.set_mapped(false);
+        let h = fs.open(p("/d/f"), OpenMode::Read)?;
+        h.map_for_reads(11)?;
+        assert_eq!(h.mapped_slice(0, 5), None);
+        Ok(())
+    }
+
+    #[test]
+    #[should_panic(expected = "map violation: a write changes")]
+    fn changing_viewed_bytes_is_a_map_violation() {
+        let fs = SimFs::new();
+        let f = durable_file(&fs, b"hello world").unwrap();
+        f.map_for_reads(11).unwrap();
+        let w = fs.open(p("/d/f"), OpenMode::Write).unwrap();
+        let _ = w.write_at(b"J", 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "map violation: a truncation cuts into")]
+    fn truncating_viewed_bytes_is_a_map_violation() {
+        let fs = SimFs::new();
+        let f = durable_file(&fs, b"hello world").unwrap();
+        f.map_for_reads(11).unwrap();
+        let _ = f.set_len(4);
+    }
+
+    #[test]
+    fn views_end_with_their_handle_and_at_a_crash() -> io::Result<()> {
+        let fs = SimFs::new();
+        let f = durable_file(&fs, b"hello world")?;
+        f.map_for_reads(11)?;
+        drop(f);
+        let w = fs.open(p("/d/f"), OpenMode::Write)?;
+        w.write_at(b"J", 0)?; // nobody maps it any more
+        let r = fs.open(p("/d/f"), OpenMode::Read)?;
+        r.map_for_reads(11)?;
+        fs.crash(CrashMode::LoseUnsynced);
+        assert_eq!(r.mapped_slice(0, 5), Some(&b"Jello"[..]), "a view outlives the crash");
+        let w = fs.open(p("/d/f"), OpenMode::Write)?;
+        w.write_at(b"Y", 0)?; // the mapping handle died with the crash
+        Ok(())
     }
 
     #[test]

@@ -201,12 +201,16 @@ pub(crate) fn apply_files(fs: &dyn FileSystem, dir: &Path, intent: &Intent, base
             for &b in bases.iter().rev().filter(|&&b| b != *target) {
                 files::remove_segment(fs, dir, b)?;
             }
+            // An empty file replaces the segment at the target: a file that readers may have
+            // memory-mapped is never shrunk in place (their reads would raise SIGBUS).
             let p = files::path(dir, *target, Ext::Log);
-            let f = fs.open(&p, OpenMode::Create).at(&p)?;
-            if f.len().at(&p)? != 0 {
-                f.set_len(0).at(&p)?;
+            let tmp = dir.join(format!("{}.tmp", files::name(*target, Ext::Log)));
+            {
+                let f = fs.open(&tmp, OpenMode::Create).at(&tmp)?;
+                f.set_len(0).at(&tmp)?;
+                f.sync_data().at(&tmp)?;
             }
-            f.sync_data().at(&p)?;
+            fs.rename(&tmp, &p).at(&p)?;
             files::remove_indexes(fs, dir, *target)?;
             fs.sync_dir(dir).at(dir)?;
             out.bases = vec![*target];

@@ -291,8 +291,15 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         report.bytes_revalidated += scan.meta.size;
         if scan.meta.size < file_len {
             let stop = scan.stop.unwrap_or(log_file::Stop { pos: scan.meta.size, kind: CorruptKind::BatchLength });
-            let later_here = log_file::valid_batch_after(&*file, &log_path, stop.pos, file_len, scan.meta.next_offset)?;
             let later_segments = bases[i + 1..].iter().any(|&b| segment_has_data(&*fs, path, b));
+            let later_here = log_file::valid_batch_after(
+                &*file,
+                &log_path,
+                stop.pos,
+                file_len,
+                scan.meta.next_offset,
+                !later_segments,
+            )?;
             let zero_page_between = match later_here {
                 Some(at) if !later_segments && at > stop.pos => {
                     log_file::has_zero_page(&*file, &log_path, stop.pos, at)?

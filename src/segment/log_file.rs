@@ -168,12 +168,20 @@ const RESYNC_BUDGET: u64 = 256 << 20;
 /// `(from, end)`: the difference between a torn tail (nothing valid follows; safe to cut) and
 /// damage in the middle of the log (valid data follows; cutting would lose it). When the tail
 /// is too hostile to search within a fixed budget, the answer is `Some(from)`: treat as damage.
+///
+/// With `stop_at_zero_page` (the last segment, where a whole zero page between the damage and
+/// valid data makes it a torn tail anyway, see `recovery::tail_verdict`) the search ends at
+/// the first whole 4 KiB page of zeros: what lies beyond cannot change the verdict. Holes are
+/// skipped without reading, but a zero range that reads as data — written zeros, or a
+/// preallocated range whose pages readahead brought into the page cache, which ext4 then
+/// reports to `SEEK_DATA` as data — would otherwise be read to its end (4.5 GiB took 23 s).
 pub(crate) fn valid_batch_after(
     file: &dyn FileHandle,
     path: &Path,
     from: u64,
     end: u64,
     next_offset: u64,
+    stop_at_zero_page: bool,
 ) -> Result<Option<u64>> {
     let mut start = from + 1;
     let mut buf = vec![0u8; CHUNK + HEADER_LEN];
@@ -193,7 +201,8 @@ pub(crate) fn valid_batch_after(
         let n = usize::try_from((end.min(data_end) - start).min(buf.len() as u64)).unwrap_or(buf.len());
         let chunk = &mut buf[..n];
         file.read_exact_at(chunk, start).at(path)?;
-        let last = n.saturating_sub(HEADER_LEN);
+        let zero_page = if stop_at_zero_page { first_zero_page(chunk, start, from) } else { None };
+        let last = zero_page.unwrap_or(n.saturating_sub(HEADER_LEN)).min(n.saturating_sub(HEADER_LEN));
         for i in 0..=last {
             // Cheap filters first: magic byte, then a plausible header.
             if chunk[i + batch::OFF_MAGIC] != batch::MAGIC {
@@ -213,9 +222,27 @@ pub(crate) fn valid_batch_after(
                 return Ok(Some(pos));
             }
         }
+        if zero_page.is_some() {
+            return Ok(None);
+        }
         start += (last + 1) as u64;
     }
     Ok(None)
+}
+
+/// The index in `chunk` (which starts at file position `start`) of the first whole 4 KiB page
+/// of zeros that is aligned in the file and lies at or after `from`.
+fn first_zero_page(chunk: &[u8], start: u64, from: u64) -> Option<usize> {
+    const PAGE: u64 = 4096;
+    let mut page = start.max(from).div_ceil(PAGE) * PAGE;
+    while page + PAGE <= start + chunk.len() as u64 {
+        let i = usize::try_from(page - start).ok()?;
+        if chunk.get(i..i + PAGE as usize)?.iter().all(|&b| b == 0) {
+            return Some(i);
+        }
+        page += PAGE;
+    }
+    None
 }
 
 /// Whether `[from, to)` contains a whole 4 KiB page (aligned in the file) of zeros: the mark
