@@ -269,8 +269,7 @@ impl ReadOnlyPartition {
             let n = snap.listing.bases.len();
             let mut out = Vec::with_capacity(n);
             for (i, &base) in snap.listing.bases.iter().enumerate() {
-                let Some(seg) = self.seg_for(&snap, i, base)? else { continue 'retry };
-                let meta = seg.scan.lock().meta;
+                let Some((_, meta)) = self.seg_as_is(&snap, i, base)? else { continue 'retry };
                 out.push(info(&meta, i + 1 == n));
             }
             return Ok(out);
@@ -292,8 +291,12 @@ impl ReadOnlyPartition {
             let Some(i) = snap.listing.bases.iter().position(|&b| b == base) else {
                 return Err(Error::OffsetOutOfRange { requested: base, start: snap.start, end: snap.end });
             };
-            let Some(seg) = self.seg_for(&snap, i, base)? else { continue 'retry };
-            let meta = seg.scan.lock().meta;
+            let Some((seg, mut meta)) = self.seg_as_is(&snap, i, base)? else { continue 'retry };
+            if i + 1 < n {
+                // A sealed segment is shown whole, damage included, so that its batches and
+                // `verify` can say what is wrong where. The tail ends at its last valid batch.
+                meta.size = seg.opened.file.len().at(&seg.path)?;
+            }
             return Ok(Segment::new(&self.inner.dir, Arc::clone(&seg.opened), meta, i + 1 == n));
         }
         Err(self.unsettled())
@@ -416,6 +419,25 @@ impl ReadOnlyPartition {
             }
         }
         Ok(Some(seg))
+    }
+
+    /// Segment `i` of the snapshot with the summary of its valid prefix, damage or not;
+    /// `None`: start over on a new listing.
+    fn seg_as_is(&self, snap: &Snap, i: usize, base: u64) -> Result<Option<(Arc<Seg>, SegMeta)>> {
+        let is_tail = i + 1 == snap.listing.bases.len();
+        let seg = match &snap.tail {
+            Some(t) if is_tail => Arc::clone(t),
+            _ => {
+                let Some(seg) = self.handle(base)? else {
+                    self.invalidate();
+                    return Ok(None);
+                };
+                extend(&seg, self.inner.interval)?;
+                seg
+            }
+        };
+        let meta = seg.scan.lock().meta;
+        Ok(Some((seg, meta)))
     }
 
     /// Segment `i` of the snapshot, validated as far as it is valid; `None`: start over on a
