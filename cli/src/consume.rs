@@ -9,7 +9,6 @@ use partlog::{
 };
 use serde_json::json;
 
-use crate::DirArg;
 use crate::common::{self, Failure, Format, OK, Out, Outcome};
 
 pub const EXAMPLES: &str = "\
@@ -33,8 +32,6 @@ code 4 otherwise). It ends by printing on standard error how many records it pro
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("start").args(["from_beginning", "offset", "timestamp"]))]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// The topic to read.
     #[arg(long, value_name = "TOPIC")]
     topic: String,
@@ -158,7 +155,7 @@ impl Shape {
     }
 }
 
-pub fn run(a: Args) -> Outcome {
+pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
     let shape = Shape::new(&a)?;
     let timestamp = a.timestamp.as_deref().map(common::parse_time).transpose()?;
     if a.max_messages == Some(0) {
@@ -166,8 +163,8 @@ pub fn run(a: Args) -> Outcome {
         return Ok(OK);
     }
     let n = match &a.group {
-        Some(g) => consume_group(&a, g, &shape, timestamp)?,
-        None => consume_read_only(&a, &shape, timestamp)?,
+        Some(g) => consume_group(&a, dir, g, &shape, timestamp)?,
+        None => consume_read_only(&a, dir, &shape, timestamp)?,
     };
     eprintln!("Processed a total of {n} messages");
     Ok(OK)
@@ -197,8 +194,8 @@ fn start_of(a: &Args, p: &ReadOnlyPartition, timestamp: Option<i64>) -> Result<u
     Ok(p.log_end_offset()?)
 }
 
-fn consume_read_only(a: &Args, shape: &Shape, timestamp: Option<i64>) -> Result<u64, Failure> {
-    let ro = common::open_read_only(&a.dir.dir)?;
+fn consume_read_only(a: &Args, dir: &std::path::Path, shape: &Shape, timestamp: Option<i64>) -> Result<u64, Failure> {
+    let ro = common::open_read_only(dir)?;
     let topic = ro.topic(&a.topic)?;
     let parts: Vec<ReadOnlyPartition> = match a.partition {
         Some(p) => vec![topic.partition(p)?],
@@ -272,8 +269,14 @@ fn consume_read_only(a: &Args, shape: &Shape, timestamp: Option<i64>) -> Result<
     Ok(n)
 }
 
-fn consume_group(a: &Args, group: &str, shape: &Shape, timestamp: Option<i64>) -> Result<u64, Failure> {
-    let dir = common::open_for_writing(&a.dir.dir, "consume --group (it commits the group's offsets)")?;
+fn consume_group(
+    a: &Args,
+    dir: &std::path::Path,
+    group: &str,
+    shape: &Shape,
+    timestamp: Option<i64>,
+) -> Result<u64, Failure> {
+    let dir = common::open_for_writing(dir, "consume --group (it commits the group's offsets)")?;
     let result = (|| -> Result<u64, Failure> {
         let topic = dir.topic(&a.topic)?;
         let tps: Vec<TopicPartition> = match a.partition {

@@ -5,7 +5,6 @@ use partlog::segment::{BatchInfo, Segment};
 use partlog::{ReadOnlyPartition, TimestampType};
 use serde_json::json;
 
-use crate::DirArg;
 use crate::common::{self, Failure, Format, OK, Out, Outcome};
 
 pub const EXAMPLES: &str = "\
@@ -22,8 +21,6 @@ and the offset and time indexes against the log. Any damage found makes the exit
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// The topic.
     #[arg(long, value_name = "TOPIC")]
     topic: String,
@@ -44,8 +41,8 @@ pub struct Args {
     format: Format,
 }
 
-pub fn run(a: Args) -> Outcome {
-    let ro = common::open_read_only(&a.dir.dir)?;
+pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
+    let ro = common::open_read_only(dir)?;
     let topic = ro.topic(&a.topic)?;
     let parts: Vec<ReadOnlyPartition> = match a.partition {
         Some(p) => vec![topic.partition(p)?],

@@ -3,8 +3,8 @@
 use partlog::{GroupDescription, OffsetSpec, TopicPartition};
 use serde_json::json;
 
+use crate::FormatArg;
 use crate::common::{self, Failure, Format, OK, Out, Outcome};
-use crate::{DirArg, FormatArg};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -25,8 +25,6 @@ it (even as a dry run) and --delete need the directory to themselves.";
 #[command(group = clap::ArgGroup::new("action").required(true).args(["list", "describe", "reset_offsets", "delete"]))]
 #[command(group = clap::ArgGroup::new("to").args(["to_earliest", "to_latest", "to_datetime", "to_offset", "shift_by"]))]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// List the groups.
     #[arg(long)]
     list: bool,
@@ -75,11 +73,10 @@ fn need_group(a: &Args) -> Result<&str, Failure> {
     a.group.as_deref().ok_or_else(|| Failure::new("this action needs --group"))
 }
 
-pub fn run(a: Args) -> Outcome {
-    let dir = a.dir.dir.clone();
+pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
     let mut out = Out::new();
     if a.list {
-        let ro = common::open_read_only(&dir)?;
+        let ro = common::open_read_only(dir)?;
         let groups = ro.list_groups()?;
         match a.format.format {
             Format::Text => {
@@ -94,7 +91,7 @@ pub fn run(a: Args) -> Outcome {
     }
     if a.describe {
         let group = need_group(&a)?;
-        let ro = common::open_read_only(&dir)?;
+        let ro = common::open_read_only(dir)?;
         let d = ro.describe_group(group)?;
         match a.format.format {
             Format::Text => describe_text(&mut out, &d)?,
@@ -105,7 +102,7 @@ pub fn run(a: Args) -> Outcome {
     }
     if a.delete {
         let group = need_group(&a)?;
-        let d = common::open_for_writing(&dir, "groups --delete")?;
+        let d = common::open_for_writing(dir, "groups --delete")?;
         let r = d.delete_group(group);
         let closed = d.close();
         r?;
@@ -153,7 +150,7 @@ pub fn run(a: Args) -> Outcome {
     }
     // Even the plan needs the directory to itself: it is made from the group's state, which
     // only the process holding the directory knows, and a group with members cannot be reset.
-    let d = common::open_for_writing(&dir, "groups --reset-offsets")?;
+    let d = common::open_for_writing(dir, "groups --reset-offsets")?;
     let result = (|| -> Result<Vec<(TopicPartition, u64)>, Failure> {
         let mut tps = Vec::new();
         for (name, ps) in &wanted {

@@ -47,6 +47,9 @@ Exit codes:
     long_about = "Kafka's tools for a partlog log directory: topics, a console producer and consumer, a log dumper, consumer groups, retention and compaction.\n\nCommands that only read work on a directory that a running application has open; commands that write need the directory to themselves."
 )]
 struct Cli {
+    /// The log directory (also PARTLOG_DIR); before or after the command.
+    #[arg(long, env = "PARTLOG_DIR", value_name = "DIR", global = true)]
+    dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,14 +79,6 @@ enum Command {
     Compact(maint::Args),
 }
 
-/// The `--dir` argument every command takes.
-#[derive(Debug, clap::Args)]
-pub struct DirArg {
-    /// The log directory.
-    #[arg(long, env = "PARTLOG_DIR", value_name = "DIR")]
-    pub dir: PathBuf,
-}
-
 /// The `--format` argument of listings.
 #[derive(Debug, clap::Args)]
 pub struct FormatArg {
@@ -94,14 +89,18 @@ pub struct FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(dir) = cli.dir else {
+        eprintln!("partlog: --dir DIR is required (or set PARTLOG_DIR): the log directory to work on");
+        return ExitCode::from(2);
+    };
     let outcome = match cli.command {
-        Command::Topics(a) => topics::run(a),
-        Command::Produce(a) => produce::run(a),
-        Command::Consume(a) => consume::run(a),
-        Command::Dump(a) => dump::run(a),
-        Command::Groups(a) => groups::run(a),
-        Command::Retention(a) => maint::retention(a),
-        Command::Compact(a) => maint::compact(a),
+        Command::Topics(a) => topics::run(a, &dir),
+        Command::Produce(a) => produce::run(a, &dir),
+        Command::Consume(a) => consume::run(a, &dir),
+        Command::Dump(a) => dump::run(a, &dir),
+        Command::Groups(a) => groups::run(a, &dir),
+        Command::Retention(a) => maint::retention(a, &dir),
+        Command::Compact(a) => maint::compact(a, &dir),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

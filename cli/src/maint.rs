@@ -3,8 +3,8 @@
 use partlog::{LogDir, Partition};
 use serde_json::json;
 
+use crate::FormatArg;
 use crate::common::{self, Failure, Format, OK, Out, Outcome};
-use crate::{DirArg, FormatArg};
 
 pub const RETENTION_EXAMPLES: &str = "\
 Examples:
@@ -24,8 +24,6 @@ Keeps the latest record of every key in the sealed segments of compacted topics
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// Only this topic.
     #[arg(long, value_name = "TOPIC")]
     topic: Option<String>,
@@ -46,8 +44,8 @@ fn partitions(d: &LogDir, topic: &Option<String>) -> Result<Vec<(String, Partiti
     Ok(out)
 }
 
-pub fn retention(a: Args) -> Outcome {
-    let d = common::open_for_writing(&a.dir.dir, "retention")?;
+pub fn retention(a: Args, dir: &std::path::Path) -> Outcome {
+    let d = common::open_for_writing(dir, "retention")?;
     let result = (|| -> Result<Vec<serde_json::Value>, Failure> {
         let parts = partitions(&d, &a.topic)?;
         let pb = common::progress(parts.len() as u64, "retention");
@@ -99,8 +97,8 @@ pub fn retention(a: Args) -> Outcome {
     Ok(OK)
 }
 
-pub fn compact(a: Args) -> Outcome {
-    let d = common::open_for_writing(&a.dir.dir, "compact")?;
+pub fn compact(a: Args, dir: &std::path::Path) -> Outcome {
+    let d = common::open_for_writing(dir, "compact")?;
     let result = (|| -> Result<Vec<serde_json::Value>, Failure> {
         let mut parts = partitions(&d, &a.topic)?;
         if let Some(t) = &a.topic

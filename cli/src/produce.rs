@@ -5,7 +5,6 @@ use std::io::BufRead;
 
 use partlog::{Error, Record};
 
-use crate::DirArg;
 use crate::common::{self, Failure, OK, Outcome};
 
 pub const EXAMPLES: &str = "\
@@ -22,8 +21,6 @@ process (exit code 4).";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// The topic to append to.
     #[arg(long, value_name = "TOPIC")]
     topic: String,
@@ -42,7 +39,7 @@ pub struct Args {
     property: Vec<String>,
 }
 
-pub fn run(a: Args) -> Outcome {
+pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
     let mut headers = Vec::new();
     for h in &a.header {
         headers.push(common::key_value(h, "--header")?);
@@ -62,9 +59,9 @@ pub fn run(a: Args) -> Outcome {
         (true, None) => Some("\t".to_owned()),
         (false, _) => None,
     };
-    let dir = common::open_for_writing(&a.dir.dir, "produce")?;
-    let result = produce(&dir, &a, separator.as_deref(), &headers);
-    let closed = dir.close();
+    let d = common::open_for_writing(dir, "produce")?;
+    let result = produce(&d, &a, separator.as_deref(), &headers);
+    let closed = d.close();
     let n = result?;
     closed?;
     let _ = n;

@@ -3,8 +3,8 @@
 use partlog::{ConfigSource, Error, TopicConfig, TopicDescription};
 use serde_json::json;
 
+use crate::FormatArg;
 use crate::common::{self, Failure, Format, OK, Out, Outcome};
-use crate::{DirArg, FormatArg};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -23,8 +23,6 @@ themselves.";
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("action").required(true).args(["create", "list", "describe", "alter", "delete"]))]
 pub struct Args {
-    #[command(flatten)]
-    dir: DirArg,
     /// Create a topic.
     #[arg(long)]
     create: bool,
@@ -75,8 +73,7 @@ fn parse_config(a: &Args, base: TopicConfig) -> Result<TopicConfig, Failure> {
     Ok(c)
 }
 
-pub fn run(a: Args) -> Outcome {
-    let dir = a.dir.dir.clone();
+pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
     if a.create {
         let name = need_topic(&a)?;
         let partitions = a.partitions.unwrap_or(1);
@@ -84,7 +81,7 @@ pub fn run(a: Args) -> Outcome {
         let config = parse_config(&a, TopicConfig::default().partitions(partitions))?;
         config.validate()?;
         partlog::validate_topic_name(name)?;
-        let d = common::open_or_create(&dir, "topics --create")?;
+        let d = common::open_or_create(dir, "topics --create")?;
         let created = match d.create_topic(name, config) {
             Ok(_) => true,
             Err(Error::TopicExists { .. }) if a.if_not_exists => false,
@@ -102,7 +99,7 @@ pub fn run(a: Args) -> Outcome {
         return Ok(OK);
     }
     if a.list {
-        let ro = common::open_read_only(&dir)?;
+        let ro = common::open_read_only(dir)?;
         let names = ro.list_topics(a.include_internal)?;
         let mut out = Out::new();
         match a.format.format {
@@ -117,7 +114,7 @@ pub fn run(a: Args) -> Outcome {
         return Ok(OK);
     }
     if a.describe {
-        let ro = common::open_read_only(&dir)?;
+        let ro = common::open_read_only(dir)?;
         let names = match &a.topic {
             Some(t) => vec![t.clone()],
             None => ro.list_topics(a.include_internal)?,
@@ -152,7 +149,7 @@ pub fn run(a: Args) -> Outcome {
         for (k, v) in &changes {
             check = check.set(k, v)?;
         }
-        let d = common::open_for_writing(&dir, "topics --alter")?;
+        let d = common::open_for_writing(dir, "topics --alter")?;
         let result = (|| -> Result<(), Error> {
             d.topic(name)?;
             if !changes.is_empty() {
@@ -178,7 +175,7 @@ pub fn run(a: Args) -> Outcome {
     }
     // --delete
     let name = need_topic(&a)?;
-    let d = common::open_for_writing(&dir, "topics --delete")?;
+    let d = common::open_for_writing(dir, "topics --delete")?;
     let result = d.delete_topic(name);
     let closed = d.close();
     result?;

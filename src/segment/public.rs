@@ -220,8 +220,8 @@ impl Segment {
                     let resume =
                         super::log_file::valid_batch_after(&*self.opened.file, &path, at, self.meta.size, next_offset)?;
                     let what = match resume {
-                        Some(r) => format!("{kind}; valid batches resume at byte {r}"),
-                        None => format!("{kind}; no valid batch follows in this segment"),
+                        Some(r) => format!("at byte {at}: {kind}; valid batches resume at byte {r}"),
+                        None => format!("at byte {at}: {kind}; no valid batch follows in this segment"),
                     };
                     v.problems.push(Problem::new(&path, at, kind, &what));
                     match resume {
@@ -240,7 +240,11 @@ impl Segment {
                     &path,
                     self.meta.size,
                     CorruptKind::BatchLength,
-                    &format!("{} bytes after the last batch of a sealed segment", file_len - self.meta.size),
+                    &format!(
+                        "at byte {}: {} bytes after the last batch of a sealed segment",
+                        self.meta.size,
+                        file_len - self.meta.size
+                    ),
                 ));
             }
             if v.problems.is_empty() && v.records != self.meta.records {
@@ -251,6 +255,10 @@ impl Segment {
                     &format!("the summary says {} records, the log holds {}", self.meta.records, v.records),
                 ));
             }
+        }
+        if !v.problems.is_empty() {
+            // Index entries about damaged batches would only repeat the damage.
+            return Ok(v);
         }
         let ipath = self.index_path();
         for e in self.index.entries() {
@@ -519,7 +527,8 @@ impl Verification {
 pub struct Problem {
     /// The file (the `.log`, `.index` or `.timeindex`).
     pub file: PathBuf,
-    /// Byte position in the `.log` (for a time-index entry: the offset it names).
+    /// Byte position in the `.log` the problem is at (for a time-index entry: the offset
+    /// it names).
     pub position: u64,
     /// What kind of damage.
     pub kind: CorruptKind,
@@ -535,6 +544,6 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at byte {}: {}", self.file.display(), self.position, self.message)
+        write!(f, "{}: {}", self.file.display(), self.message)
     }
 }
