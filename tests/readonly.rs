@@ -276,7 +276,7 @@ fn compaction_under_a_reader_leaves_only_legal_gaps() -> TestResult {
             FollowEvent::Records { records, .. } => seen.extend(records),
             other => return Err(format!("unexpected {other:?}").into()),
         }
-        if seen.len() % 40 == 0 {
+        if seen.len().is_multiple_of(40) {
             w.compact()?;
         }
     }
@@ -490,7 +490,7 @@ fn follower_sees_each_append() -> TestResult {
             }
             other => return Err(format!("append {i}: {other:?}").into()),
         }
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             std::thread::sleep(Duration::from_millis(30)); // let the poll interval grow
         }
     }

@@ -191,7 +191,7 @@ fn live_follow(iterations: u64, test: &str) -> TestResult {
         }
         round += 1;
         let draining = end.is_some();
-        if (round % 10 == 0 || draining)
+        if (round.is_multiple_of(10) || draining)
             && let Some(ev) = slow.poll(Duration::ZERO).map_err(|e| format!("slow follower failed: {e}"))?
         {
             match ev {

@@ -1,23 +1,4 @@
 //! [`Follower`]: waits for new appends in read-only partitions and hands them out as they land.
-//!
-//! How it notices them:
-//! - **Appends** are written through a shared memory map of the active segment, and stores
-//!   into a mapping raise no file-system event (inotify(7): "inotify does not report file
-//!   accesses and modifications that may occur because of mmap(2)"). So the tail of each
-//!   followed partition is *polled*: one `fstat` and, when the file grew past what was
-//!   validated, a small `pread` for the next batch header. The poll interval starts at
-//!   [`MIN_POLL`] after anything was found and doubles while nothing is, up to [`MAX_POLL`]:
-//!   a follower sees an append within about a millisecond while data flows, and within
-//!   [`MAX_POLL`] after a quiet spell.
-//! - **Rolls, retention and compaction** create, rename and delete files. On Linux an inotify
-//!   watch on each partition directory reports them at once (and the writes that do go
-//!   through `write(2)`: large batches, the checkpoint), waking the follower and marking the
-//!   partition's listing stale. Elsewhere — and on Linux if inotify is unavailable or its
-//!   queue overflows — the listing is refreshed when the tail shows no preallocated space
-//!   past its end (the writer may have sealed it) and at least once a second.
-//!
-//! Neither costs the writer anything: the reader takes no lock the writer takes and writes
-//! nothing; a watch adds a queued event to the writer's directory operations.
 
 #[cfg(not(target_os = "linux"))]
 use std::path::Path;
@@ -59,6 +40,25 @@ pub enum FollowEvent {
 
 /// Follows read-only partitions: returns records as they are appended, in offset order per
 /// partition, each once.
+///
+/// How it notices them:
+/// - **Appends** are written through a shared memory map of the active segment, and stores
+///   into a mapping raise no file-system event (inotify(7): "inotify does not report file
+///   accesses and modifications that may occur because of mmap(2)"). So the tail of each
+///   followed partition is *polled*: one `fstat` and, when the file grew past what was
+///   validated, a small `pread` for the next batch header. The poll interval starts at
+///   [`MIN_POLL`] after anything was found and doubles while nothing is, up to [`MAX_POLL`]:
+///   a follower sees an append within about a millisecond while data flows, and within
+///   [`MAX_POLL`] after a quiet spell.
+/// - **Rolls, retention and compaction** create, rename and delete files. On Linux an inotify
+///   watch on each partition directory reports them at once (and the writes that do go
+///   through `write(2)`: large batches, the checkpoint), waking the follower and marking the
+///   partition's listing stale. Elsewhere — and on Linux if inotify is unavailable or its
+///   queue overflows — the listing is refreshed when the tail shows no preallocated space
+///   past its end (the writer may have sealed it) and at least once a second.
+///
+/// Neither costs the writer anything: the reader takes no lock the writer takes and writes
+/// nothing; a watch adds a queued event to the writer's directory operations.
 ///
 /// ```
 /// use partlog::{Follower, FollowEvent, Partition, Record};

@@ -1,5 +1,5 @@
 //! [`ReadOnlyPartition`]: one partition directory read from outside the process that writes
-//! it. The consistency argument is in the [module docs](super).
+//! it. The consistency argument is documented on `ReadOnlyLogDir`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ const MAX_INDEX_FILE: u64 = 256 << 20;
 /// it, running retention or compaction on it. Nothing is locked, nothing is written, nothing
 /// is recovered; what is read is what is durable or in the page cache, every batch checked.
 ///
-/// Cheap to clone (an `Arc`), `Send + Sync`. See the [module docs](crate::ReadOnlyLogDir) for
+/// Cheap to clone (an `Arc`), `Send + Sync`. See [`ReadOnlyLogDir`](crate::ReadOnlyLogDir) for
 /// what a read-only reader sees and what it cannot.
 ///
 /// ```
