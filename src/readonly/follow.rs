@@ -75,7 +75,7 @@ pub enum FollowEvent {
 ///     }
 ///     other => panic!("{other:?}"),
 /// }
-/// # Ok::<(), partlog::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Follower {

@@ -51,7 +51,7 @@ const MAX_INDEX_FILE: u64 = 256 << 20;
 /// assert_eq!(recs.iter().next().and_then(|r| r.value()), Some(&b"hello"[..]));
 /// writer.append(Record::with_value("world"))?;
 /// assert_eq!(reader.log_end_offset()?, 2);
-/// # Ok::<(), partlog::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReadOnlyPartition {
@@ -229,6 +229,17 @@ impl ReadOnlyPartition {
     /// Iterates owned records from `offset` to the end readable now, across segments.
     pub fn iter(&self, offset: u64) -> ReadOnlyIter {
         ReadOnlyIter { part: self.clone(), next: offset, buf: Vec::new().into_iter(), done: false }
+    }
+
+    /// A [`Follower`](crate::Follower) of this partition from `offset`: it waits for new
+    /// appends and returns them as they land.
+    ///
+    /// # Errors
+    /// As [`Follower::add`](crate::Follower::add).
+    pub fn follow(&self, offset: u64) -> Result<crate::Follower> {
+        let mut f = crate::Follower::new();
+        f.add(self, offset)?;
+        Ok(f)
     }
 
     /// The first offset whose record timestamp is ≥ `timestamp` (Kafka's `offsetsForTimes`),

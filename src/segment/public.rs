@@ -35,7 +35,7 @@ use crate::record::{RecordRef, StoredRecord};
 ///     assert_eq!(values, [Some(b"a".to_vec()), Some(b"b".to_vec())]);
 /// }
 /// assert!(seg.verify()?.is_ok());
-/// # Ok::<(), partlog::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Segment {
