@@ -498,3 +498,52 @@ fn follower_sees_each_append() -> TestResult {
     assert_eq!(seen, (0..n).collect::<Vec<_>>());
     Ok(())
 }
+
+/// A sealed segment without index files is scanned; damage in it is still an error for reads
+/// and shown whole by its `Segment`, while listing the segments does not fail.
+#[test]
+fn damage_in_an_unindexed_sealed_segment() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("p");
+    let w = Partition::open_with(&path, small())?;
+    fill(&w, 100, 1_000)?;
+    let seg = w.segments()[2];
+    w.close()?;
+    std::fs::remove_file(path.join(format!("{:020}.index", seg.base_offset)))?;
+    std::fs::remove_file(path.join(format!("{:020}.timeindex", seg.base_offset)))?;
+    let log = path.join(format!("{:020}.log", seg.base_offset));
+    let mut bytes = std::fs::read(&log)?;
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x01; // inside the last batch
+    std::fs::write(&log, &bytes)?;
+    let r = Partition::open_read_only(&path)?;
+    let infos = r.segments()?;
+    assert_eq!(infos.len(), w.segments().len());
+    assert!(infos[2].record_count < seg.record_count, "the summary covers the valid prefix only");
+    let err = r.read(seg.end_offset - 1, 1).expect_err("damaged");
+    assert!(matches!(err, Error::Corrupt { ref path, .. } if *path == log), "{err:?}");
+    let s = r.segment(seg.base_offset)?;
+    assert_eq!(s.size(), n as u64);
+    let v = s.verify()?;
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    assert_eq!(v.problems[0].kind, CorruptKind::BatchChecksum);
+    // Records in later segments are still readable.
+    assert!(r.read(seg.end_offset, 1)?.iter().next().is_some());
+    Ok(())
+}
+
+#[test]
+fn a_topic_deleted_under_a_reader_is_not_found() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = LogDir::open(tmp.path().join("data"))?;
+    let t = dir.create_topic("t", TopicConfig::default())?;
+    t.append(Record::with_value("x"))?;
+    let ro = LogDir::open_read_only(dir.path())?;
+    let p = ro.topic("t")?.partition(0)?;
+    assert_eq!(p.log_end_offset()?, 1);
+    dir.delete_topic("t")?;
+    p.invalidate();
+    assert!(matches!(p.read(0, 1), Err(Error::TopicNotFound { .. })));
+    assert!(matches!(ro.topic("t"), Err(Error::TopicNotFound { .. })));
+    Ok(())
+}
