@@ -198,6 +198,7 @@ pub fn spinner(what: &str) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_message(what.to_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb
 }
 

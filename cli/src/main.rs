@@ -48,7 +48,7 @@ Exit codes:
 )]
 struct Cli {
     /// The log directory (also PARTLOG_DIR); before or after the command.
-    #[arg(long, env = "PARTLOG_DIR", value_name = "DIR", global = true)]
+    #[arg(long, env = "PARTLOG_DIR", hide_env_values = true, value_name = "DIR", global = true)]
     dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

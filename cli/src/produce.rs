@@ -62,9 +62,8 @@ pub fn run(a: Args, dir: &std::path::Path) -> Outcome {
     let d = common::open_for_writing(dir, "produce")?;
     let result = produce(&d, &a, separator.as_deref(), &headers);
     let closed = d.close();
-    let n = result?;
+    result?;
     closed?;
-    let _ = n;
     Ok(OK)
 }
 
@@ -79,7 +78,12 @@ fn produce(
         topic.partition(p)?;
     }
     let compacted = topic.config().get_cleanup_policy().compact;
-    let pb = common::spinner("lines appended");
+    // A count of lines only when they come from a file or a pipe, not while someone types.
+    let pb = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        common::spinner("lines appended")
+    };
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     let mut buf = Vec::new();
@@ -138,6 +142,7 @@ fn produce(
         }
         n += 1;
         pb.inc(1);
+        pb.set_message(format!("{n} lines appended"));
     }
     pb.finish_and_clear();
     Ok(n)
