@@ -4,6 +4,7 @@
 mod follow;
 mod groups;
 mod partition;
+mod scan;
 
 use std::path::{Path, PathBuf};
 
