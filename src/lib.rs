@@ -75,6 +75,7 @@ mod fs;
 mod logdir;
 mod maintenance;
 mod partition;
+mod readonly;
 mod record;
 mod retention;
 pub mod segment;
@@ -109,6 +110,10 @@ pub use partition::TimestampOffset;
 pub use partition::{
     AppendInfo, Doorbell, LogIter, OffsetAndTimestamp, Partition, PartitionOptions, Reader, RecordMetadata, Records,
     RecordsIter, RecoveryMode, RecoveryReport, TailCut,
+};
+pub use readonly::{
+    FollowEvent, Follower, MAX_POLL as FOLLOW_MAX_POLL, MIN_POLL as FOLLOW_MIN_POLL, ReadOnlyIter, ReadOnlyLogDir,
+    ReadOnlyPartition, ReadOnlyTopic,
 };
 pub use record::{Header, HeaderIter, IntoBytes, Record, RecordRef, StoredRecord};
 pub use retention::{DeleteReason, RetentionReport};

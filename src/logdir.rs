@@ -34,10 +34,10 @@ use crate::retention::RetentionReport;
 use crate::segment::{DEFAULT_OPEN_SEGMENTS, HandleCache};
 use crate::topic::{Topic, TopicDescription, meta, validate_topic_name};
 
-const META_FILE: &str = "partlog.meta";
+pub(crate) const META_FILE: &str = "partlog.meta";
 const META_MAGIC: &str = "partlog log directory";
 const META_VERSION: u32 = 1;
-const TOPICS: &str = "topics";
+pub(crate) const TOPICS: &str = "topics";
 const STAGING: &str = "staging";
 const TRASH: &str = "trash";
 /// The longest file name the common file systems allow, in bytes.
@@ -190,6 +190,16 @@ impl LogDir {
     /// As [`LogDirOptions::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<LogDir> {
         LogDirOptions::default().open(path)
+    }
+
+    /// Opens a log directory read-only, for a reader outside the process that writes it (a
+    /// CLI, a backup, a tail): no lock is taken or waited for, nothing is recovered, not a
+    /// byte is written. See [`ReadOnlyLogDir`](crate::ReadOnlyLogDir).
+    ///
+    /// # Errors
+    /// As [`ReadOnlyLogDir::open`](crate::ReadOnlyLogDir::open).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<crate::ReadOnlyLogDir> {
+        crate::ReadOnlyLogDir::open(path)
     }
 
     /// Options for opening a log directory.
@@ -745,7 +755,7 @@ fn check_ownership(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<bool> 
     }
 }
 
-fn check_meta(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<()> {
+pub(crate) fn check_meta(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<()> {
     let f = fs.open(path, OpenMode::Read).at(path)?;
     let len = f.len().at(path)?.min(4096);
     let mut buf = vec![0u8; len as usize];
@@ -764,7 +774,7 @@ fn check_meta(fs: &dyn crate::fs::FileSystem, path: &Path) -> Result<()> {
     }
 }
 
-fn read_topic_meta(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<TopicConfig> {
+pub(crate) fn read_topic_meta(fs: &dyn crate::fs::FileSystem, dir: &Path) -> Result<TopicConfig> {
     let p = dir.join(meta::FILE_NAME);
     let f = fs.open(&p, OpenMode::Read).at(&p)?;
     let len = f.len().at(&p)?;

@@ -81,6 +81,23 @@ pub trait FileSystem: Send + Sync + Debug {
     /// Takes an exclusive, non-blocking lock on `path` (a file that is created if missing).
     /// Fails with `ErrorKind::WouldBlock` when another handle holds it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+    /// Which file `path` names now, without following symlinks; `Ok(None)` where the file
+    /// system cannot tell (default). Read-only readers compare it with
+    /// [`FileHandle::file_id`] to notice a file replaced under an open handle.
+    fn file_id(&self, path: &Path) -> io::Result<Option<FileId>> {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// The identity of a file (device and inode number on Unix): equal for two names or handles
+/// of the same file, different once a name was made to point at another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// The device.
+    pub dev: u64,
+    /// The inode number.
+    pub ino: u64,
 }
 
 /// An open file. All methods take `&self`: positional reads and writes can run concurrently.
@@ -154,6 +171,12 @@ pub trait FileHandle: Send + Sync + Debug {
     /// system call, which costs less than the page faults a first touch of a map takes.
     fn read_exact_unmapped(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         self.read_exact_at(buf, pos)
+    }
+
+    /// Which file this handle has open (see [`FileSystem::file_id`]); `Ok(None)` where the
+    /// file system cannot tell (default).
+    fn file_id(&self) -> io::Result<Option<FileId>> {
+        Ok(None)
     }
 
     /// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` if the file is

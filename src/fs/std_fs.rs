@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{DirEntry, DirLock, EntryKind, FileHandle, FileSystem, OpenMode};
+use super::{DirEntry, DirLock, EntryKind, FileHandle, FileId, FileSystem, OpenMode};
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -132,6 +132,24 @@ impl FileSystem for StdFs {
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
+
+    fn file_id(&self, path: &Path) -> io::Result<Option<FileId>> {
+        Ok(id_of(&std::fs::symlink_metadata(path)?))
+    }
+}
+
+/// Device and inode of a file's metadata (Unix only).
+fn id_of(m: &std::fs::Metadata) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileId { dev: m.dev(), ino: m.ino() })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -180,6 +198,10 @@ impl StdFile {
 impl FileHandle for StdFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn file_id(&self) -> io::Result<Option<FileId>> {
+        Ok(id_of(&self.file.metadata()?))
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {

@@ -44,7 +44,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, Fs, StdFs};
 use crate::record::Record;
-use crate::segment::{Graveyard, HandleCache, OffsetIndex, SegmentInfo, SegmentState, TimeIndex};
+use crate::segment::{Graveyard, HandleCache, OffsetIndex, Segment, SegmentInfo, SegmentState, TimeIndex};
 
 /// What to do when recovery finds damage with valid data after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -418,11 +418,57 @@ impl Partition {
         self.log_end_offset()
     }
 
-    /// The segments, oldest first; the last is the active one.
+    /// Opens a read-only partition directory that another process may be writing (see
+    /// [`ReadOnlyPartition`](crate::ReadOnlyPartition)): no lock, no recovery, not a byte
+    /// written.
+    ///
+    /// # Errors
+    /// As [`ReadOnlyPartition::open`](crate::ReadOnlyPartition::open).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<crate::ReadOnlyPartition> {
+        crate::ReadOnlyPartition::open(path)
+    }
+
+    /// The segments' summaries, oldest first; the last is the active one. Cheap: no file is
+    /// opened. For a handle on one segment's files, see [`segment`](Self::segment).
     pub fn segments(&self) -> Vec<SegmentInfo> {
         let view = self.inner.view();
         let n = view.segments.len();
         view.segments.iter().enumerate().map(|(i, s)| s.info(i + 1 == n)).collect()
+    }
+
+    /// A read-only handle on the segment with base offset `base` (see [`Segment`]): a
+    /// snapshot of its published bytes and indexes, usable while appends, retention and
+    /// compaction go on (a segment retired meanwhile stays readable through the handle).
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] when no segment has that base; [`Error::Io`] or
+    /// [`Error::Corrupt`] opening it.
+    pub fn segment(&self, base: u64) -> Result<Segment> {
+        let interval = self.inner.config.read().index_interval_bytes;
+        let mut view = self.inner.view();
+        for _ in 0..RETIRED_RETRIES {
+            let n = view.segments.len();
+            let Some((i, seg)) = view.segments.iter().enumerate().find(|(_, s)| s.base == base) else {
+                return Err(Error::OffsetOutOfRange {
+                    requested: base,
+                    start: self.log_start_offset(),
+                    end: self.log_end_offset(),
+                });
+            };
+            // The summary before the indexes (entries past it are left out of the snapshot);
+            // the active segment's under the writer lock, so that its fields agree.
+            let meta = if i + 1 == n {
+                let _w = self.inner.writer.lock();
+                seg.meta()
+            } else {
+                seg.meta()
+            };
+            match self.inner.open_segment(seg, interval)? {
+                Some(opened) => return Ok(Segment::new(&self.inner.dir, opened, meta, i + 1 == n)),
+                None => view = self.inner.view_after(&view),
+            }
+        }
+        Err(self.inner.unsettled())
     }
 
     /// A copy of the offset and time index of the segment with base offset `base`.

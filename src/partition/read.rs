@@ -46,6 +46,14 @@ impl Records {
         Records { data: Data::Empty, start: 0, end: 0, min_offset: at, max_offset: u64::MAX, next_offset: at }
     }
 
+    /// Whole, verified batches read into `buf` (records below `min_offset` are skipped);
+    /// `next_offset` is where the next read starts. For readers outside this module (the
+    /// read-only reader).
+    pub(crate) fn from_owned(buf: Vec<u8>, min_offset: u64, next_offset: u64) -> Records {
+        let end = buf.len();
+        Records { data: Data::Owned(buf), start: 0, end, min_offset, max_offset: u64::MAX, next_offset }
+    }
+
     /// Iterates the records, borrowing from this buffer.
     pub fn iter(&self) -> RecordsIter<'_> {
         RecordsIter { rest: self.as_bytes(), cur: None, min_offset: self.min_offset, max_offset: self.max_offset }

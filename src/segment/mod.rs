@@ -11,6 +11,7 @@ pub(crate) mod cursor;
 pub(crate) mod files;
 pub(crate) mod log_file;
 mod offset_index;
+mod public;
 mod time_index;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use cache::{DEFAULT_OPEN_SEGMENTS, HandleCache};
 pub use offset_index::{IndexEntry, OffsetIndex};
+pub use public::{Batch, BatchInfo, BatchRecords, Batches, Problem, Segment, SegmentRecords, Verification};
 pub use time_index::{TimeIndex, TimeIndexEntry};
 
 use crate::batch::BatchHeader;
