@@ -80,6 +80,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Reopen),
         5 => crash().prop_map(Op::Crash),
         3 => (0u16..600).prop_map(Op::Tick),
+        2 => any::<u8>().prop_map(|horizon| Op::Compact { horizon }),
+        2 => (any::<u16>(), any::<u16>()).prop_map(|(ms, bytes)| Op::Retention { ms, bytes }),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! A reference model of one partition: a `Vec` of records plus the log start offset, driven
 //! through the public API on the simulated file system and compared after every operation.
+//! After a compaction the records have gaps (offsets removed), which reads skip.
 //!
 //! Shared, so that both check exactly the same semantics, by
 //! - `tests/model.rs` (proptest; it includes this file with `#[path]`), and
@@ -193,6 +194,25 @@ pub enum Op {
     Crash(Crash),
     /// Moves the clock forward.
     Tick(u16),
+    /// `run_retention` under `retention.ms = ms × 4` (`u16::MAX`: unlimited) and, for odd
+    /// `bytes`, `retention.bytes = bytes × 2`; the configuration is restored afterwards. The
+    /// new log start must be a segment boundary, `retention.bytes` must still be met by what
+    /// remains, and every record from the new start must be unchanged.
+    Retention {
+        /// `retention.ms` selector.
+        ms: u16,
+        /// `retention.bytes` selector.
+        bytes: u16,
+    },
+    /// A forced `compact` pass under `cleanup.policy=compact` and `delete.retention.ms =
+    /// horizon × 8` (the policy is restored afterwards): survivors keep their offsets and
+    /// contents, nothing at or above the pass's `cleaned_up_to` changes, and below it a record
+    /// may go only if it has no key, is a tombstone, or a later record of its key below
+    /// `cleaned_up_to` supersedes it; the latest value of every key there stays.
+    Compact {
+        /// `delete.retention.ms` selector.
+        horizon: u8,
+    },
     /// Power loss part-way through `op`: the simulated disk stops after `after` more mutating
     /// operations (`SimFs::crash_after`), then crashes and the partition is opened again. The
     /// log must then be as before `op` or as after it (an unacknowledged `op` may go either
@@ -453,6 +473,8 @@ impl Harness {
                 let _ = writeln!(self.trace, "clock += {ms}");
                 self.clock.advance(i64::from(*ms));
             }
+            Op::Retention { ms, bytes } => self.retention(*ms, *bytes)?,
+            Op::Compact { horizon } => self.compact(*horizon)?,
             Op::Crash(_) | Op::CrashDuring { .. } => return Err("a crash cannot be interrupted".to_owned()),
         }
         Ok(())
@@ -461,6 +483,13 @@ impl Harness {
     fn crash_during(&mut self, op: &Op, after: u8, crash: Crash) -> Result<(), String> {
         if matches!(op, Op::Crash(_) | Op::CrashDuring { .. }) {
             return self.apply(op);
+        }
+        if matches!(op, Op::Retention { .. } | Op::Compact { .. }) {
+            // What an interrupted pass leaves is not predictable from the model (the crash
+            // sweeps of tests/crash_maintenance.rs cover it): the pass runs whole, then the
+            // power fails.
+            self.apply(op)?;
+            return self.apply(&Op::Crash(crash));
         }
         let _ = write!(self.trace, "power fails after {after} mutations during: ");
         let before = self.m.clone();
@@ -603,6 +632,86 @@ impl Harness {
         }
     }
 
+    fn retention(&mut self, ms: u16, bytes: u16) -> Result<(), String> {
+        let retention_ms = (ms != u16::MAX).then(|| u64::from(ms) * 4);
+        let retention_bytes = (bytes % 2 == 1).then(|| u64::from(bytes) * 2);
+        let _ =
+            writeln!(self.trace, "run_retention(retention.ms {retention_ms:?}, retention.bytes {retention_bytes:?})");
+        let p = self.p()?.clone();
+        let before = p.segments();
+        let cfg = self.setup.config().retention_ms(retention_ms).retention_bytes(retention_bytes);
+        p.set_config(cfg).map_err(|e| format!("set_config: {e}"))?;
+        let report = p.run_retention();
+        p.set_config(self.setup.config()).map_err(|e| format!("set_config: {e}"))?;
+        let Some(report) = self.fail("run_retention", report)? else { return Ok(()) };
+        let start = p.log_start_offset();
+        ensure!(
+            start >= self.m.log_start && start <= self.m.next,
+            "retention moved the log start from {} to {start} (end {})",
+            self.m.log_start,
+            self.m.next
+        );
+        if start > self.m.log_start {
+            ensure!(
+                start == self.m.next || before.iter().any(|s| s.base_offset == start),
+                "retention moved the log start to {start}, not a segment boundary of {before:?}"
+            );
+            ensure!(report.segments_deleted > 0, "the log start moved but the report deleted nothing: {report:?}");
+        }
+        if report.by_size > 0
+            && let Some(limit) = retention_bytes
+        {
+            let left: u64 = p.segments().iter().map(|s| s.size).sum();
+            ensure!(left >= limit, "retention by size left {left} bytes, below retention.bytes {limit}: {report:?}");
+        }
+        self.m.advance(start);
+        Ok(())
+    }
+
+    fn compact(&mut self, horizon: u8) -> Result<(), String> {
+        let delete_retention = u64::from(horizon) * 8;
+        let _ = writeln!(self.trace, "compact(delete.retention.ms {delete_retention})");
+        let p = self.p()?.clone();
+        let cfg = self
+            .setup
+            .config()
+            .cleanup_policy(partlog::CleanupPolicy::COMPACT)
+            .delete_retention_ms(delete_retention)
+            .min_cleanable_dirty_ratio(0.0);
+        p.set_config(cfg).map_err(|e| format!("set_config: {e}"))?;
+        let report = p.compact();
+        p.set_config(self.setup.config()).map_err(|e| format!("set_config: {e}"))?;
+        let Some(report) = self.fail("compact", report)? else { return Ok(()) };
+        let mut got = Vec::with_capacity(self.m.records.len());
+        for r in p.iter(self.m.log_start) {
+            got.push(r.map_err(|e| format!("iter after compaction: {e}"))?);
+        }
+        let upto = report.cleaned_up_to;
+        // (At most the end: after a truncation into a cleaned segment, the clean part can reach
+        // into the active segment.)
+        ensure!(upto <= self.m.next, "cleaned up to {upto}, past the log end {}: {report:?}", self.m.next);
+        // Survivors: a subsequence of the model, same offsets and contents.
+        let mut it = self.m.records.iter();
+        for g in &got {
+            ensure!(it.any(|m| m == g), "after compaction {g:?} is not a record of the model (or out of order)");
+        }
+        let kept: BTreeSet<u64> = got.iter().map(|r| r.offset).collect();
+        let records = &self.m.records;
+        for (i, r) in records.iter().enumerate() {
+            let superseded = || records[i + 1..].iter().any(|l| l.offset < upto && l.key == r.key);
+            if kept.contains(&r.offset) {
+                continue;
+            }
+            ensure!(r.offset < upto, "compaction removed {r:?}, at or above cleaned_up_to {upto}");
+            ensure!(
+                r.key.is_none() || r.value.is_none() || superseded(),
+                "compaction removed {r:?}: it has a key, a value, and no later record of its key below {upto}"
+            );
+        }
+        self.m.records = got;
+        Ok(())
+    }
+
     fn check_read(&self, offset: u64, max_bytes: usize) -> Result<(), String> {
         let (start, end) = (self.m.log_start, self.m.next);
         let got = self.p()?.read(offset, max_bytes);
@@ -629,6 +738,15 @@ impl Harness {
             rest = r;
             batches += 1;
         }
+        let first = self.m.records.partition_point(|r| r.offset < offset);
+        if first == self.m.records.len() {
+            // Only removed offsets from here to the end.
+            ensure!(
+                recs.iter().next().is_none() && recs.next_fetch_offset() == end,
+                "read({offset}) in a gap running to the end {end} returned {recs:?}"
+            );
+            return Ok(());
+        }
         ensure!(batches > 0, "read({offset}, {max_bytes}) inside the log returned nothing");
         ensure!(
             recs.size_bytes() <= max_bytes || batches == 1,
@@ -636,7 +754,6 @@ impl Harness {
             recs.size_bytes()
         );
         let got: Vec<StoredRecord> = recs.iter().map(|r| r.to_owned()).collect();
-        let first = (offset - start) as usize;
         let want = self.m.records.get(first..first + got.len());
         ensure!(
             !got.is_empty() && want == Some(&got[..]),
@@ -644,9 +761,12 @@ impl Harness {
             &self.m.records[first..]
         );
         let last = got.last().map_or(offset, |r| r.offset);
+        // The batch may end past its last surviving record (compaction keeps batches' offset
+        // ranges), but never past the next record.
+        let next_record = self.m.records.get(first + got.len()).map_or(end, |r| r.offset);
         ensure!(
-            recs.next_fetch_offset() == last + 1,
-            "read next_offset {} after last record {last}",
+            recs.next_fetch_offset() > last && recs.next_fetch_offset() <= next_record,
+            "read next_offset {} after last record {last} (next record at {next_record})",
             recs.next_fetch_offset()
         );
         Ok(())

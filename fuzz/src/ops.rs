@@ -161,7 +161,7 @@ pub fn encode_rec(out: &mut Output, r: &Rec) {
 
 fn decode_op(inp: &mut Input<'_>) -> Op {
     let code = inp.u8();
-    if code % 11 == 10 {
+    if code % 13 == 10 {
         let after = inp.u8();
         let crash = decode_crash(inp);
         let op = decode_simple_op(inp.u8(), inp);
@@ -189,9 +189,14 @@ fn encode_crash(out: &mut Output, c: &Crash) {
     out.u8(kind).u8(seed as u8);
 }
 
-/// Any operation but [`Op::CrashDuring`], from its opcode (modulo 11, then 10 means 0).
+/// Any operation but [`Op::CrashDuring`], from its opcode (modulo 13, then 10 means 0).
 fn decode_simple_op(code: u8, inp: &mut Input<'_>) -> Op {
-    match code % 11 % 10 {
+    match code % 13 {
+        11 => return Op::Retention { ms: inp.u16(), bytes: inp.u16() },
+        12 => return Op::Compact { horizon: inp.u8() },
+        _ => {}
+    }
+    match code % 13 % 10 {
         0 => Op::Append(decode_rec(inp)),
         1 => {
             let n = inp.u8() % 7;
@@ -265,6 +270,12 @@ fn encode_op(out: &mut Output, op: &Op) {
         }
         Op::Tick(ms) => {
             out.u8(9).u8((ms / 4) as u8);
+        }
+        Op::Retention { ms, bytes } => {
+            out.u8(11).u16(*ms).u16(*bytes);
+        }
+        Op::Compact { horizon } => {
+            out.u8(12).u8(*horizon);
         }
     }
 }
@@ -341,7 +352,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         let mut ops = Vec::new();
         let mut i = 0u16;
         while ops.len() < MAX_OPS {
-            let k = (i.wrapping_mul(7).wrapping_add(salt)) % 23;
+            let k = (i.wrapping_mul(7).wrapping_add(salt)) % 25;
             ops.push(match k {
                 0..=9 => Op::Append(rec(i)),
                 10..=12 => Op::AppendBatch((i..i + 1 + k % 4).map(rec).collect()),
@@ -356,6 +367,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     [Crash::LoseUnsynced, Crash::TornPrefix(u64::from(i)), Crash::Garbage(u64::from(i))]
                         [usize::from(i % 3)],
                 ),
+                21 => Op::Compact { horizon: (i % 4) as u8 },
+                22 => Op::Retention { ms: 50 + i % 200, bytes: (i % 7) * 401 },
                 _ => during(
                     Op::AppendBatch((i..i + 3).map(rec).collect()),
                     (i % 5) as u8,
@@ -366,7 +379,30 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         }
         ops
     };
+    // Retention and compaction between appends of a few keys, tombstones among them, with the
+    // clock moving so that tombstones expire, and crashes after passes.
+    let tomb = |i: u16| Rec { value: None, ..rec(i) };
+    let mut maint: Vec<Op> = (0..20).map(|i| Op::Append(rec(i))).collect();
+    maint.extend([
+        Op::Append(tomb(21)),
+        Op::AppendBatch((22..26).map(rec).collect()),
+        Op::Compact { horizon: 2 },
+        Op::Read { at: 0, max_bytes: 1 },
+        Op::Read { at: 5, max_bytes: 300 },
+        Op::Tick(100),
+        Op::Compact { horizon: 2 },
+        Op::ReadTs(30),
+        Op::Retention { ms: u16::MAX, bytes: 801 },
+        Op::Crash(Crash::TornPrefix(3)),
+        Op::AppendBatch((26..30).map(rec).collect()),
+        Op::Tick(400),
+        Op::Retention { ms: 10, bytes: 0 },
+        during(Op::Compact { horizon: 0 }, 2, Crash::LoseUnsynced),
+        Op::Truncate(3),
+        Op::Reopen,
+    ]);
     vec![
+        ("maintenance", encode(&Setup::default(), &maint)),
         ("long-history", encode(&Setup::default(), &long(0))),
         ("long-history-os", encode(&os, &long(5))),
         ("long-history-small-limits", encode(&small, &long(11))),

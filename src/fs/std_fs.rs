@@ -125,7 +125,7 @@ impl FileSystem for StdFs {
         }
         let file = opts.open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(StdLock { _file: file })),
+            Ok(()) => Ok(Box::new(StdLock { file })),
             Err(std::fs::TryLockError::WouldBlock) => {
                 Err(io::Error::new(io::ErrorKind::WouldBlock, "lock held by another handle"))
             }
@@ -154,10 +154,20 @@ fn id_of(m: &std::fs::Metadata) -> Option<FileId> {
 
 #[derive(Debug)]
 struct StdLock {
-    _file: File,
+    file: File,
 }
 
 impl DirLock for StdLock {}
+
+impl Drop for StdLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than rely on the close: the lock belongs to the open file
+        // description, and a child process forked by another thread of the application (in
+        // the moment before its `exec` closes the inherited descriptor) would otherwise keep
+        // it held after this handle is gone, so an immediate reopen would fail with `Locked`.
+        let _ = self.file.unlock();
+    }
+}
 
 /// A shared writable mapping of the first `len` bytes of a file.
 struct Mapping {

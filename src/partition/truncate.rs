@@ -59,9 +59,19 @@ fn plan_within(inner: &Inner, view: &View, offset: u64, config: &TopicConfig) ->
     };
     let path = target.log_path();
     let size = target.len.load(Ordering::Acquire);
-    let mut pos = opened.index.read().lookup(offset).position;
+    // The scan starts at the index entry before the one for `offset`, so that it also passes
+    // the batch just before: where the kept bytes end, in offsets, is the end of the last
+    // batch kept, which after compaction can be below `offset` (its last records removed).
+    let entry = {
+        let index = opened.index.read();
+        let e = index.lookup(offset);
+        if e.position == 0 { e } else { index.lookup(e.offset.saturating_sub(1)) }
+    };
+    let mut pos = entry.position;
     let mut buf = [0u8; HEADER_LEN];
     let mut rewrite = Vec::new();
+    let mut kept_end = if pos == 0 { target.base } else { entry.offset };
+    let mut kept_ts = None;
     while pos < size {
         opened.file.read_exact_at(&mut buf, pos).at(&path)?;
         let left = usize::try_from(size - pos).unwrap_or(usize::MAX);
@@ -80,11 +90,25 @@ fn plan_within(inner: &Inner, view: &View, offset: u64, config: &TopicConfig) ->
                     let last_delta = offset - 1 - h.base_offset;
                     b.set_delete_horizon(h.delete_horizon());
                     rewrite = b.finish(h.attributes, Some(last_delta)).0.to_vec();
+                    kept_end = offset;
+                } else {
+                    kept_end = h.base_offset;
+                    kept_ts = Some(h.base_timestamp);
                 }
             }
             break;
         }
+        kept_end = h.next_offset();
+        kept_ts = Some(h.max_timestamp);
         pos += u64::from(h.length);
+    }
+    if kept_end < offset {
+        // The kept batches end in a gap below `offset` (compaction removed the records in
+        // between): an empty batch covering the rest of the gap carries the log end, so that
+        // the segment and every later open agree that the next offset is `offset`.
+        let mut b = BatchBuilder::new();
+        b.begin_like(kept_end, kept_ts.unwrap_or_else(|| inner.clock.now_ms()));
+        rewrite = b.finish(0, Some(offset - 1 - kept_end)).0.to_vec();
     }
     Ok(Intent::Cut { target: offset, seg_base: target.base, cut: pos.min(size), rewrite })
 }
