@@ -38,7 +38,7 @@
 //!
 //! // Reopen: everything is still there.
 //! let dir = LogDir::open(&path)?;
-//! assert_eq!(dir.topic("orders")?.partition(at.partition)?.next_offset(), at.offset + 1);
+//! assert_eq!(dir.topic("orders")?.partition(at.partition)?.log_end_offset(), at.offset + 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

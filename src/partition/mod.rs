@@ -431,6 +431,9 @@ impl Partition {
     /// The segments' summaries, oldest first; the last is the active one. Cheap: no file is
     /// opened. For a handle on one segment's files, see [`segment`](Self::segment).
     pub fn segments(&self) -> Vec<SegmentInfo> {
+        // The active segment's summary changes with every append, field by field: read it
+        // under the writer lock so that its size, end offset and record count agree.
+        let _w = self.inner.writer.lock();
         let view = self.inner.view();
         let n = view.segments.len();
         view.segments.iter().enumerate().map(|(i, s)| s.info(i + 1 == n)).collect()
