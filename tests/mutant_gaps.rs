@@ -522,3 +522,38 @@ fn crash_sweep_truncate_under_flush_messages() -> TestResult {
     }
     Ok(())
 }
+
+/// Kills `delete field next_offset from struct Records expression in read` (read.rs) and
+/// `delete field cleaned_up_to from struct CompactionReport expression in run` (clean.rs).
+#[test]
+fn a_read_in_a_gap_running_to_the_log_end_moves_the_fetch_offset_to_the_end() -> TestResult {
+    // Records without a key, written before the log became compacted, are removed by the first
+    // pass (as Kafka does): the sealed segments then hold no record at all, and a read anywhere
+    // below the end returns nothing but moves the next fetch offset to the end (so a consumer
+    // does not read the same gap forever).
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    {
+        let p = Partition::open(&dir)?;
+        for _ in 0..6 {
+            p.append(Record::with_value(&b"keyless"[..]))?;
+        }
+        assert!(p.roll()?);
+        p.close()?;
+    }
+    let cfg = TopicConfig::default().cleanup_policy(partlog::CleanupPolicy::COMPACT).min_cleanable_dirty_ratio(0.0);
+    let p = Partition::open_with(&dir, cfg)?;
+    let end = p.log_end_offset();
+    assert_eq!(end, 6);
+    let report = p.compact()?;
+    assert!(report.cleaned, "{report:?}");
+    assert_eq!(report.cleaned_up_to, end, "cleaned up to the active segment: {report:?}");
+    assert_eq!(report.keyless_records_removed, 6, "{report:?}");
+    assert_eq!(p.iter(0).count(), 0, "nothing left");
+    for at in [0, 3, 5] {
+        let r = p.read(at, 1 << 20)?;
+        assert!(r.is_empty());
+        assert_eq!(r.next_fetch_offset(), end, "a read at {at}");
+    }
+    Ok(())
+}

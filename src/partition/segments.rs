@@ -108,3 +108,69 @@ impl SegmentSet {
         .ok_or(Conflict)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::SegmentSet;
+    use crate::segment::{SegMeta, SegmentState};
+
+    fn segs(bases: &[u64]) -> Vec<Arc<SegmentState>> {
+        let dir: Arc<Path> = Arc::from(Path::new("/nowhere"));
+        bases.iter().map(|&b| SegmentState::new(Arc::clone(&dir), SegMeta::empty(b))).collect()
+    }
+
+    fn bases(set: &SegmentSet) -> Vec<u64> {
+        set.current().segments.iter().map(|s| s.base).collect()
+    }
+
+    #[test]
+    fn every_publication_has_a_new_generation() {
+        let set = SegmentSet::new(segs(&[0]));
+        let g0 = set.current().generation;
+        set.push(segs(&[10]).remove(0));
+        let g1 = set.current().generation;
+        set.replace_all(segs(&[20]));
+        let g2 = set.current().generation;
+        assert!(g0 < g1 && g1 < g2, "{g0} {g1} {g2}");
+        // A declined update publishes nothing.
+        assert_eq!(set.update(|_| None::<(Vec<_>, ())>), None);
+        assert_eq!(set.current().generation, g2);
+    }
+
+    #[test]
+    fn a_sealed_run_anywhere_before_the_active_segment_is_replaced_in_place() {
+        // Runs at the start, in the middle and just before the active segment.
+        for (run, want) in [
+            (0..2, vec![100, 2, 3, 4, 5, 6]),
+            (2..4, vec![0, 1, 100, 4, 5, 6]),
+            (3..6, vec![0, 1, 2, 100, 6]),
+            (5..6, vec![0, 1, 2, 3, 4, 100, 6]),
+        ] {
+            let all = segs(&[0, 1, 2, 3, 4, 5, 6]);
+            let set = SegmentSet::new(all.clone());
+            set.replace_run(&all[run.clone()], segs(&[100])).unwrap_or_else(|_| panic!("run {run:?} declined"));
+            assert_eq!(bases(&set), want, "run {run:?}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_current_sealed_run_is_declined() {
+        let all = segs(&[0, 1, 2, 3]);
+        let set = SegmentSet::new(all.clone());
+        let g = set.current().generation;
+        // Not contiguous.
+        assert!(set.replace_run(&[Arc::clone(&all[0]), Arc::clone(&all[2])], segs(&[100])).is_err());
+        // Includes the active segment.
+        assert!(set.replace_run(&all[2..4], segs(&[100])).is_err());
+        assert!(set.replace_run(&all[1..4], segs(&[100])).is_err());
+        // Not in the list at all.
+        assert!(set.replace_run(&segs(&[1]), segs(&[100])).is_err());
+        // Runs past the end.
+        assert!(set.replace_run(&[Arc::clone(&all[3]), Arc::clone(&all[0])], segs(&[100])).is_err());
+        assert_eq!(bases(&set), vec![0, 1, 2, 3]);
+        assert_eq!(set.current().generation, g);
+    }
+}
