@@ -82,6 +82,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         3 => (0u16..600).prop_map(Op::Tick),
         2 => any::<u8>().prop_map(|horizon| Op::Compact { horizon }),
         2 => (any::<u16>(), any::<u16>()).prop_map(|(ms, bytes)| Op::Retention { ms, bytes }),
+        3 => any::<u16>().prop_map(|at| Op::ReadOnly { at }),
+        3 => (any::<u8>(), any::<u16>()).prop_map(|(group, offset)| Op::Commit { group, offset }),
     ]
 }
 
@@ -160,6 +162,38 @@ fn fixed_scenario_every_op() -> Result<(), String> {
         ops.push(Op::Tick(100));
         ops.push(Op::Append(Rec::default()));
         ops.push(Op::AppendBatch(vec![]));
+        model::run(&setup, &ops)?;
+    }
+    Ok(())
+}
+
+/// Commits beside the partition, read back at once, across reopens and crashes (also one
+/// interrupted), and a read-only reader kept open while the writer appends, rolls, truncates
+/// and compacts under it.
+#[test]
+fn fixed_scenario_commits_and_read_only() -> Result<(), String> {
+    for flush in [Flush::EveryAppend, Flush::Os] {
+        let setup = Setup { segment_bytes: 256, index_interval_bytes: 32, flush, ..Setup::default() };
+        let mut ops: Vec<Op> = (0..20).map(|i| Op::Append(value(i))).collect();
+        ops.push(Op::ReadOnly { at: 0 });
+        ops.push(Op::Commit { group: 0, offset: 5 });
+        ops.push(Op::Commit { group: 1, offset: 9 });
+        ops.extend((20..30).map(|i| Op::Append(value(i))));
+        ops.push(Op::ReadOnly { at: 7 });
+        ops.push(Op::Crash(Crash::LoseUnsynced));
+        ops.push(Op::Commit { group: 0, offset: 6 });
+        ops.push(Op::Reopen);
+        ops.push(Op::CrashDuring {
+            op: Box::new(Op::Commit { group: 2, offset: 1 }),
+            after: 1,
+            crash: Crash::TornPrefix(3),
+        });
+        ops.push(Op::Truncate(20 * 8 + 1));
+        ops.push(Op::ReadOnly { at: 3 });
+        ops.push(Op::Compact { horizon: 0 });
+        ops.push(Op::ReadOnly { at: 0 });
+        ops.push(Op::Crash(Crash::Garbage(4)));
+        ops.push(Op::Commit { group: 1, offset: 2 });
         model::run(&setup, &ops)?;
     }
     Ok(())

@@ -22,7 +22,7 @@
 //! same rules; a truncation or log-start move is all-or-nothing, and so is a batch.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,14 +30,18 @@ use std::sync::Arc;
 use partlog::fs::sim::{CrashMode, SimFs};
 use partlog::testing::{BatchBuilder, BatchHeader, validate};
 use partlog::{
-    Clock, Durability, Error, Header, ManualClock, OffsetAndTimestamp, Partition, Record, StoredRecord, TimestampType,
-    TopicConfig,
+    Clock, Consumer, ConsumerConfig, Durability, Error, Header, LogDir, ManualClock, OffsetAndMetadata,
+    OffsetAndTimestamp, Partition, ReadOnlyPartition, Record, StoredRecord, TimestampType, TopicConfig, TopicPartition,
 };
 
 /// The partition directory on the simulated file system.
 pub const DIR: &str = "/data/topic-0";
 /// What the manual clock reads when a run starts.
 pub const START_MS: i64 = 1_000;
+/// Where [`Op::Commit`]'s log directory lives (beside the partition, on the same disk).
+const GROUPS_DIR: &str = "/groups";
+/// The topic whose offsets are committed.
+const GROUPS_TOPIC: &str = "c";
 
 /// A record as the generators make it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -213,6 +217,26 @@ pub enum Op {
         /// `delete.retention.ms` selector.
         horizon: u8,
     },
+    /// Reads the partition through a [`ReadOnlyPartition`] opened on the same files while the
+    /// writer holds them (kept open across operations, so later appends, rolls, truncations,
+    /// retention and compaction happen under it): from the offset `at` selects in
+    /// `[log_start, next]` to the end, it must yield exactly the model's records, and its log
+    /// end must be the writer's.
+    ReadOnly {
+        /// Offset selector.
+        at: u16,
+    },
+    /// Commits offset `offset` of partition 0 of topic `c` for group `g{group % 3}` in a log
+    /// directory beside the partition (same simulated disk, opened at the first commit): the
+    /// commit must read back at once and, being fsynced, survive every later crash; one
+    /// interrupted by a crash may survive or not. A crash or a reopen reopens the directory
+    /// too and checks every group's committed offset.
+    Commit {
+        /// Group selector.
+        group: u8,
+        /// The offset committed.
+        offset: u16,
+    },
     /// Power loss part-way through `op`: the simulated disk stops after `after` more mutating
     /// operations (`SimFs::crash_after`), then crashes and the partition is opened again. The
     /// log must then be as before `op` or as after it (an unacknowledged `op` may go either
@@ -296,6 +320,14 @@ pub struct Harness {
     fs: Arc<SimFs>,
     clock: Arc<ManualClock>,
     p: Option<Partition>,
+    /// A read-only handle on the partition's files ([`Op::ReadOnly`]), dropped at a crash.
+    ro: Option<ReadOnlyPartition>,
+    /// The log directory holding committed offsets ([`Op::Commit`]), once one was made.
+    groups: Option<LogDir>,
+    /// Every group's last acknowledged commit.
+    commits: BTreeMap<u8, u16>,
+    /// A commit a crash interrupted: it may or may not have happened.
+    commit_maybe: Option<(u8, u16)>,
     m: Model,
     trace: String,
     /// Inside [`Op::CrashDuring`]: errors from the partition are expected, and recorded here
@@ -333,6 +365,10 @@ impl Harness {
             fs,
             clock,
             p: None,
+            ro: None,
+            groups: None,
+            commits: BTreeMap::new(),
+            commit_maybe: None,
             m: Model::default(),
             trace: String::new(),
             lenient: false,
@@ -468,12 +504,22 @@ impl Harness {
                         Err(e) => return Err(e),
                     }
                 }
+                if !self.lenient
+                    && let Some(dir) = self.groups.take()
+                {
+                    dir.close().map_err(|e| format!("close {GROUPS_DIR}: {e}"))?;
+                    drop(dir);
+                    self.open_groups()?;
+                    self.check_commits()?;
+                }
             }
             Op::Tick(ms) => {
                 let _ = writeln!(self.trace, "clock += {ms}");
                 self.clock.advance(i64::from(*ms));
             }
             Op::Retention { ms, bytes } => self.retention(*ms, *bytes)?,
+            Op::ReadOnly { at } => self.read_only(*at)?,
+            Op::Commit { group, offset } => self.commit(*group % 3, *offset)?,
             Op::Compact { horizon } => self.compact(*horizon)?,
             Op::Crash(_) | Op::CrashDuring { .. } => return Err("a crash cannot be interrupted".to_owned()),
         }
@@ -516,6 +562,11 @@ impl Harness {
         self.fs.crash(crash.mode());
         // Dropping the old handle after the crash: its close fails on dead handles.
         drop(self.p.take());
+        drop(self.ro.take());
+        if self.groups.take().is_some() {
+            self.open_groups()?;
+            self.check_commits()?;
+        }
         self.open()?;
         let p = self.p()?.clone();
         let (start, end) = (p.log_start_offset(), p.log_end_offset());
@@ -668,6 +719,112 @@ impl Harness {
             ensure!(left >= limit, "retention by size left {left} bytes, below retention.bytes {limit}: {report:?}");
         }
         self.m.advance(start);
+        Ok(())
+    }
+
+    fn open_groups(&mut self) -> Result<(), String> {
+        let dir = LogDir::options()
+            .fs(self.fs.clone())
+            .clock(self.clock.clone())
+            .open(GROUPS_DIR)
+            .map_err(|e| format!("open {GROUPS_DIR}: {e}"))?;
+        if dir.topic(GROUPS_TOPIC).is_err() {
+            dir.create_topic(GROUPS_TOPIC, TopicConfig::default()).map_err(|e| format!("create topic: {e}"))?;
+        }
+        self.groups = Some(dir);
+        Ok(())
+    }
+
+    fn consumer(&self, group: u8) -> Result<Consumer, String> {
+        let dir = self.groups.as_ref().ok_or("no log directory")?;
+        dir.consumer(ConsumerConfig::new().group_id(format!("g{group}")).enable_auto_commit(false))
+            .map_err(|e| format!("consumer: {e}"))
+    }
+
+    /// Every group's committed offset is its last acknowledged commit (or the interrupted
+    /// one, which then counts as acknowledged).
+    fn check_commits(&mut self) -> Result<(), String> {
+        let tp = TopicPartition::new(GROUPS_TOPIC, 0);
+        let maybe = self.commit_maybe.take();
+        for g in 0..3u8 {
+            let got = self.consumer(g)?.committed(&tp).map_err(|e| format!("committed: {e}"))?.map(|o| o.offset);
+            let want = self.commits.get(&g).map(|&o| u64::from(o));
+            match maybe {
+                Some((mg, mo)) if mg == g && got == Some(u64::from(mo)) => {
+                    self.commits.insert(g, mo);
+                }
+                _ => ensure!(got == want, "group g{g}: committed {got:?}, expected {want:?} (interrupted: {maybe:?})"),
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, group: u8, offset: u16) -> Result<(), String> {
+        let _ = writeln!(self.trace, "commit(g{group}, {offset})");
+        if self.groups.is_none() {
+            let opened = self.open_groups();
+            if self.lenient && opened.is_err() {
+                self.failed = true;
+                return Ok(());
+            }
+            opened?;
+        }
+        if self.lenient {
+            self.commit_maybe = Some((group, offset));
+        }
+        let tp = TopicPartition::new(GROUPS_TOPIC, 0);
+        let mut c = match self.consumer(group) {
+            Ok(c) => c,
+            Err(_) if self.lenient => {
+                self.failed = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let r = c.commit_offsets(&[(tp.clone(), OffsetAndMetadata::new(u64::from(offset)))]);
+        if self.fail("commit", r)?.is_none() {
+            return Ok(());
+        }
+        let back = c.committed(&tp);
+        let Some(back) = self.fail("committed", back)? else { return Ok(()) };
+        ensure!(back.as_ref().map(|o| o.offset) == Some(u64::from(offset)), "committed {offset}, read back {back:?}");
+        self.commits.insert(group, offset);
+        self.commit_maybe = None;
+        let closed = c.close();
+        self.fail("consumer close", closed)?;
+        Ok(())
+    }
+
+    fn read_only(&mut self, at: u16) -> Result<(), String> {
+        let offset = Self::pick(at, self.m.log_start, self.m.next);
+        let _ = writeln!(self.trace, "read_only({offset})");
+        if self.ro.is_none() {
+            let opened = ReadOnlyPartition::open_on(self.fs.clone(), Path::new(DIR));
+            let Some(ro) = self.fail("open_read_only", opened)? else { return Ok(()) };
+            self.ro = Some(ro);
+        }
+        let ro = self.ro.clone().ok_or("no read-only handle")?;
+        // Deterministic: list the directory again now rather than when a timer says so.
+        ro.invalidate();
+        let mut got = Vec::new();
+        for r in ro.iter(offset) {
+            match r {
+                Ok(r) => got.push(r),
+                Err(e) => {
+                    self.fail::<()>("read-only iter", Err(e))?;
+                    return Ok(());
+                }
+            }
+        }
+        if self.lenient {
+            return Ok(());
+        }
+        let end = ro.log_end_offset().map_err(|e| format!("read-only log end: {e}"))?;
+        ensure!(end == self.m.next, "read-only log end {end}, the writer's is {}", self.m.next);
+        let start = ro.log_start_offset().map_err(|e| format!("read-only log start: {e}"))?;
+        ensure!(start <= self.m.log_start, "read-only log start {start} past the writer's {}", self.m.log_start);
+        let want: Vec<&StoredRecord> = self.m.records.iter().filter(|r| r.offset >= offset).collect();
+        ensure!(got.iter().eq(want.iter().copied()), "read-only from {offset}: {got:?}, expected {want:?}");
         Ok(())
     }
 

@@ -161,7 +161,7 @@ pub fn encode_rec(out: &mut Output, r: &Rec) {
 
 fn decode_op(inp: &mut Input<'_>) -> Op {
     let code = inp.u8();
-    if code % 13 == 10 {
+    if code % 15 == 10 {
         let after = inp.u8();
         let crash = decode_crash(inp);
         let op = decode_simple_op(inp.u8(), inp);
@@ -189,14 +189,16 @@ fn encode_crash(out: &mut Output, c: &Crash) {
     out.u8(kind).u8(seed as u8);
 }
 
-/// Any operation but [`Op::CrashDuring`], from its opcode (modulo 13, then 10 means 0).
+/// Any operation but [`Op::CrashDuring`], from its opcode (modulo 15, then 10 means 0).
 fn decode_simple_op(code: u8, inp: &mut Input<'_>) -> Op {
-    match code % 13 {
+    match code % 15 {
         11 => return Op::Retention { ms: inp.u16(), bytes: inp.u16() },
         12 => return Op::Compact { horizon: inp.u8() },
+        13 => return Op::ReadOnly { at: inp.u16() },
+        14 => return Op::Commit { group: inp.u8(), offset: inp.u16() },
         _ => {}
     }
-    match code % 13 % 10 {
+    match code % 15 % 10 {
         0 => Op::Append(decode_rec(inp)),
         1 => {
             let n = inp.u8() % 7;
@@ -277,6 +279,12 @@ fn encode_op(out: &mut Output, op: &Op) {
         Op::Compact { horizon } => {
             out.u8(12).u8(*horizon);
         }
+        Op::ReadOnly { at } => {
+            out.u8(13).u16(*at);
+        }
+        Op::Commit { group, offset } => {
+            out.u8(14).u8(*group).u16(*offset);
+        }
     }
 }
 
@@ -352,7 +360,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         let mut ops = Vec::new();
         let mut i = 0u16;
         while ops.len() < MAX_OPS {
-            let k = (i.wrapping_mul(7).wrapping_add(salt)) % 25;
+            let k = (i.wrapping_mul(7).wrapping_add(salt)) % 27;
             ops.push(match k {
                 0..=9 => Op::Append(rec(i)),
                 10..=12 => Op::AppendBatch((i..i + 1 + k % 4).map(rec).collect()),
@@ -369,6 +377,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 ),
                 21 => Op::Compact { horizon: (i % 4) as u8 },
                 22 => Op::Retention { ms: 50 + i % 200, bytes: (i % 7) * 401 },
+                23 => Op::ReadOnly { at: i.wrapping_mul(13) },
+                24 => Op::Commit { group: (i % 5) as u8, offset: i },
                 _ => during(
                     Op::AppendBatch((i..i + 3).map(rec).collect()),
                     (i % 5) as u8,
@@ -387,19 +397,28 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Op::Append(tomb(21)),
         Op::AppendBatch((22..26).map(rec).collect()),
         Op::Compact { horizon: 2 },
+        Op::ReadOnly { at: 0 },
         Op::Read { at: 0, max_bytes: 1 },
         Op::Read { at: 5, max_bytes: 300 },
         Op::Tick(100),
         Op::Compact { horizon: 2 },
         Op::ReadTs(30),
         Op::Retention { ms: u16::MAX, bytes: 801 },
+        Op::ReadOnly { at: 3 },
+        Op::Commit { group: 0, offset: 7 },
+        Op::Commit { group: 1, offset: 3 },
+        during(Op::Commit { group: 1, offset: 9 }, 1, Crash::TornPrefix(5)),
+        Op::Commit { group: 0, offset: 12 },
         Op::Crash(Crash::TornPrefix(3)),
         Op::AppendBatch((26..30).map(rec).collect()),
         Op::Tick(400),
         Op::Retention { ms: 10, bytes: 0 },
         during(Op::Compact { horizon: 0 }, 2, Crash::LoseUnsynced),
         Op::Truncate(3),
+        Op::ReadOnly { at: 1 },
+        during(Op::Commit { group: 2, offset: 4 }, 3, Crash::LoseUnsynced),
         Op::Reopen,
+        Op::ReadOnly { at: 2 },
     ]);
     vec![
         ("maintenance", encode(&Setup::default(), &maint)),

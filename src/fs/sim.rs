@@ -45,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::{DirEntry, DirLock, EntryKind, FileHandle, FileSystem, OpenMode};
+use super::{DirEntry, DirLock, EntryKind, FileHandle, FileId, FileSystem, OpenMode};
 
 /// Inode number.
 type Ino = u64;
@@ -684,6 +684,14 @@ impl FileSystem for SimFs {
             .collect())
     }
 
+    fn file_id(&self, path: &Path) -> io::Result<Option<FileId>> {
+        let (st, comps) = self.live(path)?;
+        match st.lookup(&comps)? {
+            Some(ino) => Ok(Some(FileId { dev: 0, ino })),
+            None => Err(not_found()),
+        }
+    }
+
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
         let (st, comps) = self.live(path)?;
         match st.lookup(&comps)? {
@@ -933,6 +941,10 @@ impl Drop for SimFile {
 }
 
 impl FileHandle for SimFile {
+    fn file_id(&self) -> io::Result<Option<FileId>> {
+        self.with(false, |_| Ok(Some(FileId { dev: 0, ino: self.ino })))
+    }
+
     fn len(&self) -> io::Result<u64> {
         self.with(false, |st| Ok(st.file(self.ino)?.data.len() as u64))
     }

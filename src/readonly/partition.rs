@@ -97,6 +97,17 @@ impl ReadOnlyPartition {
         Self::open_with(StdFs::shared(), path.as_ref(), 0, DEFAULT_INDEX_INTERVAL_BYTES, None)
     }
 
+    /// Opens `path` read-only on the file system `fs` (tests: a simulated file system shared
+    /// with a writer).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn open_on(fs: Fs, path: impl AsRef<Path>) -> Result<ReadOnlyPartition> {
+        Self::open_with(fs, path.as_ref(), 0, DEFAULT_INDEX_INTERVAL_BYTES, None)
+    }
+
     pub(crate) fn open_with(
         fs: Fs,
         path: &Path,
