@@ -134,8 +134,10 @@ pub(crate) struct Opened {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The granularity at which reads of a sealed, mapped segment track which parts of the map
-/// they have used: the kernel's default fault-around window, so one page fault maps a chunk.
-pub(crate) const MAP_CHUNK: u64 = 64 << 10;
+/// they have used: a page. (A 64 KiB chunk, the kernel's fault-around window, sent a third of
+/// the small reads of a random workload over a 1 GiB log to the map, each paying a page fault
+/// that costs more than the copy it saves: 4.2 µs median against 3.9 µs with pages.)
+pub(crate) const MAP_CHUNK: u64 = 4 << 10;
 
 impl Opened {
     pub(crate) fn new(file: Box<dyn FileHandle>, index: OffsetIndex, time: TimeIndex) -> Arc<Opened> {
@@ -180,7 +182,7 @@ impl Opened {
     /// For a small read at `pos` of a sealed, mapped segment: whether to use the map (true) or
     /// copy with a system call (false). The first read in a chunk copies, which costs less
     /// than the page fault a first touch of the map takes; the second and later ones use the
-    /// map (one fault then maps the whole chunk). Random reads spread over a large log so pay
+    /// map. Random reads spread over a large log so pay
     /// one system call each, and reads that come back to a region are served from memory.
     /// Always true for other segments.
     #[inline]
