@@ -209,6 +209,38 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_sealed_segment_is_deleted_like_any_other() {
+        // Compaction can leave a sealed segment with no bytes (every record removed): below the
+        // log start or expired, it goes; only an empty active segment stays.
+        let mut s = segs(3, 500, 0);
+        s[0].size = 0;
+        s[0].max_ts = NO_TS;
+        let p = plan(&s, 5, 0, &no_time());
+        assert_eq!(p.reasons, vec![DeleteReason::LogStart]);
+        let p = plan(&s, 0, 10_000, &TopicConfig::default().retention_ms(Some(1)));
+        assert_eq!(p.reasons, vec![DeleteReason::Time, DeleteReason::Time]);
+        assert!(!p.roll_first, "the empty active segment stays and needs no roll");
+    }
+
+    #[test]
+    fn a_log_start_past_every_segment_deletes_them_all_and_stops() {
+        // Everything is below the log start: every segment goes (the active one after a
+        // roll), and the size and time rules find nothing left to look at.
+        let s = segs(3, 500, 500);
+        let config = TopicConfig::default().retention_bytes(Some(0)).retention_ms(Some(0));
+        let p = plan(&s, 15, 1_000_000, &config);
+        assert_eq!(p.reasons, vec![DeleteReason::LogStart; 3]);
+        assert!(p.roll_first);
+    }
+
+    #[test]
+    fn no_segments_no_plan() {
+        let p = plan(&[], 0, 1_000_000, &TopicConfig::default().retention_bytes(Some(0)).retention_ms(Some(0)));
+        assert!(p.reasons.is_empty());
+        assert!(!p.roll_first);
+    }
+
+    #[test]
     fn size_retention_keeps_at_least_the_limit() {
         // Kafka's shouldDeleteSizeBasedSegments: 15 batches of 100 bytes, 5 per segment (three
         // segments). A limit of 10 batches leaves 2 segments; of 15, all 3.

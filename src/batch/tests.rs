@@ -38,6 +38,19 @@ fn round_trip_keeps_every_field() {
 }
 
 #[test]
+fn finish_returns_the_header_it_wrote() {
+    let mut b = BatchBuilder::new();
+    b.begin(7);
+    b.push(&Record::new().key("k").value("v"), 0, 11);
+    b.push(&Record::new().value("w"), 1, 12);
+    let (bytes, returned) = b.finish(0, None);
+    let bytes = bytes.to_vec();
+    let parsed = validate(&bytes).unwrap();
+    assert_ne!(returned.crc, 0);
+    assert_eq!(returned, parsed);
+}
+
+#[test]
 fn every_flipped_byte_is_detected() {
     let buf = build(&[Record::new().key("a").value("bcd"), Record::new().value("e")], 7);
     for i in 0..buf.len() {
