@@ -30,6 +30,9 @@ pub(crate) struct TailRecord {
     pub(crate) value: Option<Vec<u8>>,
 }
 
+/// A Kafka record as the import's tail check needs it: offset, key, value.
+pub(crate) type KafkaRecordAt = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// How to reach the cluster: the bootstrap servers, extra client settings, and the retry
 /// policy of the first contact.
 #[derive(Debug, Clone)]
@@ -104,7 +107,9 @@ impl Connect {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("allow.auto.create.topics", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "true")
+            // An empty fetch at the end of a partition returns at once.
+            .set("fetch.wait.max.ms", "10");
         c.create().map_err(kafka("creating a Kafka consumer"))
     }
 
@@ -211,6 +216,56 @@ impl Connect {
         r.get("max.message.bytes")?.value.as_deref()?.parse().ok()
     }
 
+    /// The first record at or after `offset` in a partition, as `(offset, key, value)`;
+    /// `None` when the partition ends before it.
+    pub(crate) fn record_at(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<KafkaRecordAt>> {
+        // Some brokers serve no fetch at or past the high watermark they report, even when it
+        // lags their last batch: start no later than just below it and skip forward.
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(kafka(format!("reading the offsets of Kafka topic `{topic}` partition {partition}")))?;
+        if high <= low {
+            return Ok(None);
+        }
+        let start = offset.min(high - 1).max(low);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(kafka("choosing a partition to read"))?;
+        consumer.assign(&tpl).map_err(kafka("assigning a partition to read"))?;
+        let deadline = Instant::now() + self.timeout;
+        let found = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                consumer.unassign().map_err(kafka("unassigning a partition"))?;
+                return Err(Error::Kafka {
+                    action: format!("reading offset {offset} of Kafka topic `{topic}` partition {partition}"),
+                    source: KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut),
+                });
+            }
+            match consumer.poll(left) {
+                Some(Ok(m)) if m.partition() == partition && m.offset() >= offset => {
+                    break Some((m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break None,
+                Some(Err(KafkaError::PartitionEOF(_))) | Some(Ok(_)) | None => {}
+                Some(Err(e)) => {
+                    return Err(Error::Kafka {
+                        action: format!("reading offset {offset} of Kafka topic `{topic}` partition {partition}"),
+                        source: e,
+                    });
+                }
+            }
+        };
+        consumer.unassign().map_err(kafka("unassigning a partition"))?;
+        Ok(found)
+    }
+
     /// What the last record of each partition of `topic` says.
     pub(crate) fn tails(
         &self,
@@ -242,18 +297,23 @@ impl Connect {
                 ),
             });
         }
+        // Read from just below the high watermark to the end of the partition (the
+        // consumer's end-of-partition event), keeping the last record: a broker whose high
+        // watermark lags its last batch (some report the last batch's base offset + 1)
+        // still gives the true last record.
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        tpl.add_partition_offset(topic, partition, Offset::Offset((high - 1).max(low)))
             .map_err(kafka("choosing a partition to read"))?;
         consumer.assign(&tpl).map_err(kafka("assigning a partition to read"))?;
         let deadline = Instant::now() + self.timeout;
+        let mut last = None;
         let found = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break None;
             }
             match consumer.poll(left) {
-                Some(Ok(m)) if m.partition() == partition && m.offset() == high - 1 => {
+                Some(Ok(m)) if m.partition() == partition => {
                     let tail = match m.headers() {
                         None => Tail::NoHeader,
                         Some(h) => match last_header(h.iter().map(|h| (h.key, h.value)), header) {
@@ -264,13 +324,15 @@ impl Connect {
                             },
                         },
                     };
-                    break Some(TailRecord {
+                    last = Some(TailRecord {
                         tail,
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
                     });
                 }
                 Some(Ok(_)) => {}
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition && last.is_some() => break last,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     return Err(Error::Kafka {
                         action: format!("reading the last record of Kafka topic `{topic}` partition {partition}"),

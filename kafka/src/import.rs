@@ -33,6 +33,10 @@ use crate::client::Connect;
 use crate::error::{Error, Result, kafka};
 use crate::position::{KAFKA_OFFSET_HEADER, Tail, batch_size, decode_offset, encode_offset, last_header};
 
+/// Bytes of a partlog batch header (the `format` module of partlog) and of Kafka's.
+const PARTLOG_BATCH_HEADER: usize = 68;
+const KAFKA_BATCH_HEADER: usize = 61;
+
 /// Default [`ImportOptions::commit_interval`].
 pub const DEFAULT_IMPORT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default [`ImportOptions::max_batch_records`].
@@ -137,6 +141,8 @@ pub struct Import {
     committed: Vec<i64>,
     resumed_at: Vec<i64>,
     pending: Vec<Vec<Pending>>,
+    /// Whether the consumer reported reaching the end of each partition since its last record.
+    at_end: Vec<bool>,
     max_batch_records: usize,
     max_batch_bytes: usize,
     commit_interval: Duration,
@@ -172,7 +178,7 @@ impl Import {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("allow.auto.create.topics", "false")
-            .set("enable.partition.eof", "false")
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer = config.create().map_err(kafka("creating the Kafka consumer"))?;
         let Some(n) = connect.partition_count(&consumer, &kafka_topic)? else {
@@ -204,25 +210,40 @@ impl Import {
         let committed = consumer
             .committed_offsets(want, connect.timeout)
             .map_err(kafka(format!("reading the committed offsets of group `{group}`")))?;
+        let checker = connect.plain_consumer()?;
         let mut next = Vec::with_capacity(n as usize);
         let mut assign = TopicPartitionList::new();
         for p in 0..n {
-            let (low, high) = consumer
+            let (low, _) = consumer
                 .fetch_watermarks(&kafka_topic, p as i32, connect.timeout)
                 .map_err(kafka(format!("reading the offsets of Kafka topic `{kafka_topic}` partition {p}")))?;
-            let tail = partlog_tail(&topic_handle.partition(p)?)?;
+            let (tail, last) = partlog_tail(&topic_handle.partition(p)?)?;
             let foreign = |reason: String| Error::ForeignWriter {
                 destination: format!("partlog topic `{topic}`"),
                 partition: p,
                 reason,
             };
             let at = match tail {
-                Tail::At(o) if i64::try_from(o).map_or(true, |o| o >= high) => {
-                    return Err(foreign(format!(
-                        "its last record says it was copied from Kafka offset {o}, but Kafka's log end is {high}"
-                    )));
+                Tail::At(o) => {
+                    let o = i64::try_from(o).map_err(|_| foreign(format!("its last record names Kafka offset {o}")))?;
+                    // The Kafka record it names must be there, with the same key and value
+                    // (unless Kafka no longer holds it).
+                    match connect.record_at(&checker, &kafka_topic, p as i32, o)? {
+                        None => {
+                            return Err(foreign(format!(
+                                "its last record says it was copied from Kafka offset {o}, but the Kafka partition ends before it"
+                            )));
+                        }
+                        Some((found, key, value)) => {
+                            if found == o && last.as_ref().is_some_and(|r| r.key != key || r.value != value) {
+                                return Err(foreign(format!(
+                                    "its last record says it was copied from Kafka offset {o}, but its key or value differs from that Kafka record"
+                                )));
+                            }
+                        }
+                    }
+                    o + 1
                 }
-                Tail::At(o) => o as i64 + 1,
                 Tail::NoHeader => return Err(foreign("its last record has no Kafka offset header".into())),
                 Tail::BadHeader(len) => {
                     return Err(foreign(format!("its last record's Kafka offset header is {len} bytes, not 8")));
@@ -248,6 +269,7 @@ impl Import {
             resumed_at: next.clone(),
             next,
             pending: (0..n).map(|_| Vec::new()).collect(),
+            at_end: vec![false; n as usize],
             max_batch_records: options.max_batch_records,
             max_batch_bytes,
             commit_interval: options.commit_interval,
@@ -283,10 +305,18 @@ impl Import {
         while got < self.max_batch_records {
             match self.consumer.poll(wait) {
                 None => break,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(e) = usize::try_from(p).ok().and_then(|p| self.at_end.get_mut(p)) {
+                        *e = true;
+                    }
+                }
                 Some(Err(e)) => {
                     return Err(Error::Kafka { action: format!("consuming `{}`", self.kafka_topic), source: e });
                 }
                 Some(Ok(m)) => {
+                    if let Some(e) = usize::try_from(m.partition()).ok().and_then(|p| self.at_end.get_mut(p)) {
+                        *e = false;
+                    }
                     take(&mut self.pending, &m);
                     got += 1;
                 }
@@ -305,24 +335,14 @@ impl Import {
     /// # Errors
     /// As [`poll`](Self::poll).
     pub fn catch_up(&mut self) -> Result<u64> {
-        let ends = self.high_watermarks()?;
+        // The end is where the consumer reports reaching it (its end-of-partition event),
+        // which also holds for a broker whose high watermark lags its last batch.
+        self.at_end.iter_mut().for_each(|e| *e = false);
         let mut n = 0u64;
-        while self.next.iter().zip(&ends).any(|(at, end)| at < end) {
+        while !self.at_end.iter().all(|&e| e) {
             n += self.poll(Duration::from_millis(100))? as u64;
-            if n == 0 {
-                // Offsets without records (compacted away, transaction markers): the
-                // consumer's position moves past them.
-                if let Ok(pos) = self.consumer.position() {
-                    for (p, at) in self.next.iter_mut().enumerate() {
-                        if let Some(Offset::Offset(o)) =
-                            pos.find_partition(&self.kafka_topic, p as i32).map(|e| e.offset())
-                        {
-                            *at = (*at).max(o);
-                        }
-                    }
-                }
-            }
         }
+        n += self.append_pending()? as u64;
         self.commit(CommitMode::Sync)?;
         Ok(n)
     }
@@ -388,25 +408,25 @@ impl Import {
             let mut start = 0;
             while start < pending.len() {
                 let mut end = start;
-                let mut bytes = 61usize;
+                let mut bytes = PARTLOG_BATCH_HEADER;
                 while let Some(r) = pending.get(end) {
-                    let size = record_size(r);
-                    if size > self.max_batch_bytes {
+                    let body = record_size(r) - KAFKA_BATCH_HEADER;
+                    if PARTLOG_BATCH_HEADER + body > self.max_batch_bytes {
                         if end == start {
                             return Err(Error::RecordTooLarge {
                                 topic: self.kafka_topic.clone(),
                                 partition: p as u32,
                                 offset: r.offset as u64,
-                                size,
+                                size: PARTLOG_BATCH_HEADER + body,
                                 max: self.max_batch_bytes,
                             });
                         }
                         break;
                     }
-                    if end > start && bytes + size - 61 > self.max_batch_bytes {
+                    if end > start && bytes + body > self.max_batch_bytes {
                         break;
                     }
-                    bytes += size - 61;
+                    bytes += body;
                     end += 1;
                 }
                 let batch: Vec<Record<'_>> = pending
@@ -483,11 +503,12 @@ fn record_size(r: &Pending) -> usize {
     )
 }
 
-/// What the last record of a partlog partition says about the Kafka offset it came from.
-fn partlog_tail(p: &partlog::Partition) -> Result<Tail> {
+/// What the last record of a partlog partition says about the Kafka offset it came from,
+/// and the record.
+fn partlog_tail(p: &partlog::Partition) -> Result<(Tail, Option<partlog::StoredRecord>)> {
     let (start, end) = (p.log_start_offset(), p.log_end_offset());
     if end <= start {
-        return Ok(Tail::Empty);
+        return Ok((Tail::Empty, None));
     }
     // The last record may be missing (compacted away): step back until one is found.
     let mut back = 1u64;
@@ -503,16 +524,17 @@ fn partlog_tail(p: &partlog::Partition) -> Result<Tail> {
         }
         if let Some(rec) = last {
             let h = last_header(rec.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())), KAFKA_OFFSET_HEADER);
-            return Ok(match h {
+            let tail = match h {
                 None => Tail::NoHeader,
                 Some(v) => match decode_offset(v) {
                     Some(o) => Tail::At(o),
                     None => Tail::BadHeader(v.map_or(0, <[u8]>::len)),
                 },
-            });
+            };
+            return Ok((tail, Some(rec)));
         }
         if from == start {
-            return Ok(Tail::Empty);
+            return Ok((Tail::Empty, None));
         }
         back = back.saturating_mul(16);
     }

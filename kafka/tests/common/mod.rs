@@ -74,7 +74,7 @@ pub fn read_all(
     let consumer: BaseConsumer = config(bootstrap)
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "true")
         .create()?;
     let mut ends = Vec::new();
     let mut tpl = TopicPartitionList::new();
@@ -86,10 +86,11 @@ pub fn read_all(
     consumer.assign(&tpl)?;
     let mut out: Vec<Vec<KafkaRecord>> = (0..partitions).map(|_| Vec::new()).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let done = |out: &Vec<Vec<KafkaRecord>>| {
-        out.iter().zip(&ends).all(|(recs, &end)| recs.last().map_or(end <= 0, |r| r.offset + 1 >= end))
-    };
-    while !done(&out) {
+    // The end of each partition is where the consumer reports it (its end-of-partition
+    // event), not the high watermark alone: some brokers report the last batch's base
+    // offset + 1 there.
+    let mut eof: Vec<bool> = ends.iter().map(|&e| e <= 0).collect();
+    while !eof.iter().all(|&e| e) {
         if Instant::now() > deadline {
             return Err(format!(
                 "reading {topic} back took too long: {:?} of {ends:?}",
@@ -97,8 +98,18 @@ pub fn read_all(
             )
             .into());
         }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let m = m?;
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                let reached =
+                    out.get(p as usize).and_then(|v| v.last()).is_some_and(|r| r.offset + 1 >= ends[p as usize]);
+                if let (true, Some(e)) = (reached, eof.get_mut(p as usize)) {
+                    *e = true;
+                }
+                continue;
+            }
+            Some(m) => m?,
+        };
         let headers = m
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
