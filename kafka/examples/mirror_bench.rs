@@ -165,19 +165,34 @@ fn latency(bootstrap: &str, dir: &LogDir, run: u32) -> R {
         tpl.add_partition_offset(&kt, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let reader = std::thread::spawn(move || -> Vec<u64> {
-        let mut lat = Vec::with_capacity(COUNT);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while lat.len() < COUNT && Instant::now() < deadline {
-            if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
-                let now = origin.elapsed().as_micros() as u64;
-                if let Some(sent) = msg.payload().and_then(|p| p.try_into().ok()).map(u64::from_be_bytes) {
-                    lat.push(now.saturating_sub(sent));
+    let warm = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let warm = Arc::clone(&warm);
+        std::thread::spawn(move || -> Vec<u64> {
+            let mut lat = Vec::with_capacity(COUNT);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while lat.len() < COUNT && Instant::now() < deadline {
+                if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
+                    let now = origin.elapsed().as_micros() as u64;
+                    match msg.payload().and_then(|p| p.try_into().ok()).map(u64::from_be_bytes) {
+                        Some(u64::MAX) => warm.store(true, Ordering::Release),
+                        Some(sent) => lat.push(now.saturating_sub(sent)),
+                        None => {}
+                    }
                 }
             }
-        }
-        lat
-    });
+            lat
+        })
+    };
+    // Warm up: the timed records start once a first record went all the way through, so
+    // connecting the clients is not counted.
+    for p in 0..PARTITIONS {
+        topic.append_to(p, Record::new().key("warm-up").value(u64::MAX.to_be_bytes().to_vec()))?;
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while !warm.load(Ordering::Acquire) && Instant::now() < end {
+        m.poll(Duration::from_millis(10))?;
+    }
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
         let done = Arc::clone(&done);
@@ -198,6 +213,9 @@ fn latency(bootstrap: &str, dir: &LogDir, run: u32) -> R {
     m.catch_up()?;
     writer.join().map_err(|_| "writer panicked")??;
     let mut lat = reader.join().map_err(|_| "reader panicked")?;
+    if lat.len() < COUNT {
+        return Err(format!("only {} of {COUNT} records were read back", lat.len()).into());
+    }
     m.close()?;
     lat.sort_unstable();
     let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0) as f64 / 1000.0;

@@ -285,7 +285,7 @@ fn killed_mirror_resumes_exactly_once() -> TestResult {
                     })
                     .collect();
                 topic.append_batch(&batch)?;
-                std::thread::sleep(Duration::from_millis(rng.range(0, 3)));
+                std::thread::sleep(Duration::from_millis(rng.range(1, 5)));
             }
             Ok(n)
         })
@@ -303,7 +303,7 @@ fn killed_mirror_resumes_exactly_once() -> TestResult {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        std::thread::sleep(Duration::from_millis(rng.range(200, 1500)));
+        std::thread::sleep(Duration::from_millis(rng.range(300, 2000)));
         if let Some(status) = child.try_wait()? {
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
