@@ -15,7 +15,7 @@
 //!
 //! The single-writer rule holds here as for the mirror: the import must be the only writer
 //! of its partlog partitions. A last record without the header stops the start
-//! ([`Error::ForeignWriter`](crate::Error::ForeignWriter)).
+//! ([`Error::ForeignWriter`]).
 //!
 //! The consumer is assigned its partitions (it does not join the group, so a start takes no
 //! rebalance); the group only stores the committed offsets, `partlog-import.<partlog topic>`

@@ -16,7 +16,7 @@
 //! - **The single-writer rule**: the mirror must be the only writer of its Kafka partitions,
 //!   and only one mirror may run per Kafka topic. A record from anyone else at the tail makes
 //!   the position unknowable; the mirror then refuses to start
-//!   ([`Error::ForeignWriter`](crate::Error::ForeignWriter)) rather than guess. (A foreign
+//!   ([`Error::ForeignWriter`]) rather than guess. (A foreign
 //!   record in the middle, followed by mirrored ones, is not detected: that is the rule's
 //!   part.) The tail record is also checked against the partlog record it names: same key,
 //!   same value, and an offset below the partlog log end.
@@ -561,11 +561,19 @@ impl Mirror {
         match failed {
             None => Ok(()),
             Some((partition, offset, KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))) => {
+                // The broker refused it: its size, as the pre-check would have computed it.
+                let size = self
+                    .source
+                    .partition(partition)
+                    .and_then(|p| p.read(offset, 1))
+                    .ok()
+                    .and_then(|recs| recs.iter().find(|r| r.offset() == offset).map(|r| record_batch_size(&r)))
+                    .unwrap_or(0);
                 Err(Error::RecordTooLarge {
                     topic: self.topic.clone(),
                     partition,
                     offset,
-                    size: 0,
+                    size,
                     max: self.max_message_bytes,
                 })
             }
@@ -594,13 +602,7 @@ impl Mirror {
             max: self.max_message_bytes,
         };
         let header = encode_offset(offset);
-        let size = batch_size(
-            r.key().map(<[u8]>::len),
-            r.value().map(<[u8]>::len),
-            r.headers()
-                .map(|(k, v)| (k.len(), v.map(<[u8]>::len)))
-                .chain(std::iter::once((PARTLOG_OFFSET_HEADER.len(), Some(header.len())))),
-        );
+        let size = record_batch_size(r);
         if size > self.max_message_bytes {
             // Stop at it, with everything before it delivered.
             let err = too_large(size);
@@ -650,6 +652,17 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Bytes of the one-record Kafka batch the mirror makes of `r` (its position header included).
+fn record_batch_size(r: &RecordRef<'_>) -> usize {
+    batch_size(
+        r.key().map(<[u8]>::len),
+        r.value().map(<[u8]>::len),
+        r.headers()
+            .map(|(k, v)| (k.len(), v.map(<[u8]>::len)))
+            .chain(std::iter::once((PARTLOG_OFFSET_HEADER.len(), Some(8)))),
+    )
 }
 
 fn commit(c: &mut Consumer, topic: &str, at: &[u64], state: &str) -> Result<()> {

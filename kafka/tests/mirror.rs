@@ -194,7 +194,10 @@ fn a_record_larger_than_the_limit_stops_the_mirror_at_its_offset() -> TestResult
     let limit = 10_000;
     common::create_kafka_topic(&bootstrap, &kafka_topic, 1, &[("max.message.bytes", "10000")])?;
     for round in 0..2 {
-        let mut m = Mirror::from_dir(&dir, "big", options(&bootstrap, &kafka_topic).max_message_bytes(limit))?;
+        // Round 0 takes the limit from the topic's configuration, round 1 is told it.
+        let opts = options(&bootstrap, &kafka_topic);
+        let mut m = Mirror::from_dir(&dir, "big", if round == 0 { opts } else { opts.max_message_bytes(limit) })?;
+        assert_eq!(m.max_message_bytes(), limit, "round {round}");
         let err = m.catch_up().expect_err("too large");
         assert!(
             matches!(&err, Error::RecordTooLarge { partition: 0, offset: 5, max: 10_000, size, .. } if *size > 50_000),
