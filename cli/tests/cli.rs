@@ -664,6 +664,7 @@ fn kafka_mirror_then_import_round_trip() -> TestResult {
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
     create(&src, "orders", &["--partitions", "3"]);
     let lines: String = (0..300).map(|i| format!("k{i}:value {i}\n")).collect();
+    let total = 301;
     produce(&src, "orders", &["--key-separator", ":"], &lines);
     let kafka_topic = format!("cli-{}-{}", std::process::id(), dead_port());
     let out = partlog()
@@ -673,12 +674,31 @@ fn kafka_mirror_then_import_round_trip() -> TestResult {
         .output()?;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("mirrored 300 records"), "{out:?}");
+    // Again with --record-offsets: nothing to copy, and the position lands in the group.
+    produce(&src, "orders", &["--key-separator", ":"], "late:one more\n");
+    let out = partlog()
+        .args(dir_arg(&src))
+        .args(["mirror", "--topic", "orders", "--bootstrap-server", &bootstrap, "--kafka-topic", &kafka_topic])
+        .args(["--resume-wait-ms", "100", "--record-offsets"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mirrored 1 records"), "{out:?}");
+    let group = format!("partlog-mirror.{kafka_topic}");
+    let out =
+        partlog().args(dir_arg(&src)).args(["groups", "--describe", "--group", &group, "--format", "json"]).output()?;
+    assert!(out.status.success(), "{out:?}");
+    let described: serde_json::Value = serde_json::from_str(&stdout_of(&out))?;
+    let parts = described["partitions"].as_array().ok_or("partitions")?;
+    assert_eq!(parts.len(), 3, "{described}");
+    for p in parts {
+        assert_eq!(p["lag"], 0, "{described}");
+        assert_eq!(p["committed_offset"], p["log_end_offset"], "{described}");
+    }
     let out = partlog()
         .args(dir_arg(&dst))
         .args(["import", "--topic", "copy", "--bootstrap-server", &bootstrap, "--kafka-topic", &kafka_topic])
         .output()?;
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 300 records"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("imported {total} records")), "{out:?}");
     let read = |d: &Path, t: &str| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
         let out = partlog()
             .args(dir_arg(d))
