@@ -657,7 +657,11 @@ fn kafka_unreachable_broker_is_named_and_nothing_changes() -> TestResult {
 #[test]
 fn kafka_mirror_then_import_round_trip() -> TestResult {
     let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") else {
-        println!("kafka_mirror_then_import_round_trip: skipped: KAFKA_BOOTSTRAP_SERVERS is not set");
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "kafka_mirror_then_import_round_trip: skipped: KAFKA_BOOTSTRAP_SERVERS is not set"
+        );
         return Ok(());
     };
     let tmp = tempfile::tempdir()?;

@@ -117,6 +117,14 @@ pub enum Error {
         to: u64,
     },
 
+    /// The mirror or import already stopped with an error; it copies nothing more. Start a
+    /// new one: it resumes after the last record the destination holds.
+    #[error("stopped earlier ({reason}); start a new run, which resumes after the last record the destination holds")]
+    Stopped {
+        /// The error it stopped with.
+        reason: String,
+    },
+
     /// An option has a value that cannot work.
     #[error("invalid option {key}={value}: {reason}")]
     InvalidOption {

@@ -147,6 +147,8 @@ pub struct Import {
     max_batch_bytes: usize,
     commit_interval: Duration,
     last_commit: Instant,
+    /// The error the run stopped with, if it did.
+    stopped: Option<String>,
 }
 
 impl std::fmt::Debug for Import {
@@ -274,6 +276,7 @@ impl Import {
             max_batch_bytes,
             commit_interval: options.commit_interval,
             last_commit: Instant::now(),
+            stopped: None,
         })
     }
 
@@ -298,8 +301,20 @@ impl Import {
     /// # Errors
     /// [`Error::RecordTooLarge`] for a record larger than the partlog topic's
     /// `max.message.bytes` (after appending everything before it); [`Error::Kafka`];
-    /// [`Error::Partlog`].
+    /// [`Error::Partlog`]. After an error the import stops: every later call is
+    /// [`Error::Stopped`]; start a new one.
     pub fn poll(&mut self, timeout: Duration) -> Result<usize> {
+        if let Some(reason) = &self.stopped {
+            return Err(Error::Stopped { reason: reason.clone() });
+        }
+        let r = self.poll_inner(timeout);
+        if let Err(e) = &r {
+            self.stopped = Some(e.to_string());
+        }
+        r
+    }
+
+    fn poll_inner(&mut self, timeout: Duration) -> Result<usize> {
         let mut got = 0;
         let mut wait = timeout;
         while got < self.max_batch_records {

@@ -288,6 +288,8 @@ pub struct Mirror {
     last_commit: Instant,
     resumed_at: Vec<u64>,
     waited: Duration,
+    /// The error the run stopped with, if it did.
+    stopped: Option<String>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -401,6 +403,7 @@ impl Mirror {
             last_commit: Instant::now(),
             resumed_at,
             waited,
+            stopped: None,
         })
     }
 
@@ -432,8 +435,22 @@ impl Mirror {
     /// # Errors
     /// [`Error::RecordTooLarge`] (after delivering everything before it),
     /// [`Error::Delivery`] for a record Kafka did not take, [`Error::SourceGap`],
-    /// [`Error::Partlog`]. After an error the mirror stops: drop it and start a new one.
+    /// [`Error::Partlog`]. After an error the mirror stops: every later call is
+    /// [`Error::Stopped`]; start a new one.
     pub fn poll(&mut self, timeout: Duration) -> Result<usize> {
+        if let Some(reason) = &self.stopped {
+            return Err(Error::Stopped { reason: reason.clone() });
+        }
+        let r = self.poll_inner(timeout);
+        if let Err(e) = &r
+            && !matches!(e, Error::Stopped { .. })
+        {
+            self.stopped = Some(e.to_string());
+        }
+        r
+    }
+
+    fn poll_inner(&mut self, timeout: Duration) -> Result<usize> {
         self.check_failed()?;
         let mut count = 0;
         match self.follower.poll(timeout)? {

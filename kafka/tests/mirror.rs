@@ -204,6 +204,10 @@ fn a_record_larger_than_the_limit_stops_the_mirror_at_its_offset() -> TestResult
             "round {round}: {err:?}"
         );
         assert!(err.to_string().contains("offset 5"), "{err}");
+        // It stays stopped: nothing after the record goes out through this run.
+        let again = m.poll(Duration::from_millis(10)).expect_err("stopped");
+        assert!(matches!(&again, Error::Stopped { reason } if reason.contains("offset 5")), "{again:?}");
+        drop(m);
         // It stopped at the record: everything before it is in Kafka, nothing after it.
         let kafka = read_all(&bootstrap, &kafka_topic, 1)?;
         let offsets: Vec<Option<u64>> = kafka[0].iter().map(partlog_offset).collect();

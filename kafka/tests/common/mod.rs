@@ -21,7 +21,13 @@ pub fn bootstrap(test: &str) -> Option<String> {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
         Ok(s) if !s.is_empty() => Some(s),
         _ => {
-            println!("{test}: skipped: KAFKA_BOOTSTRAP_SERVERS is not set (.ci/kafka starts a broker and sets it)");
+            // Straight to the standard error stream, past the test harness's capture, so
+            // that a plain `cargo test` shows what did not run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: skipped: KAFKA_BOOTSTRAP_SERVERS is not set (.ci/kafka starts a broker and sets it)"
+            );
             None
         }
     }
