@@ -356,3 +356,27 @@ fn read_ends(bootstrap: &str, topic: &str) -> u64 {
     };
     (0..3).filter_map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).ok()).map(|(_, h)| h.max(0) as u64).sum()
 }
+
+#[test]
+fn records_deleted_before_they_were_mirrored_stop_the_resume() -> TestResult {
+    let Some(bootstrap) = bootstrap("source_gap") else { return Ok(()) };
+    let tmp = tempfile::tempdir()?;
+    let dir = LogDir::open(tmp.path().join("data"))?;
+    let t = dir.create_topic("events", TopicConfig::default().partitions(1))?;
+    for i in 0..10 {
+        t.append(Record::new().key(format!("k{i}")).value("v"))?;
+    }
+    let kafka_topic = unique("mirror-gap");
+    let mut m = Mirror::from_dir(&dir, "events", options(&bootstrap, &kafka_topic))?;
+    assert_eq!(m.catch_up()?, 10);
+    m.close()?;
+    for i in 10..20 {
+        t.append(Record::new().key(format!("k{i}")).value("v"))?;
+    }
+    // DeleteRecords below 15: offsets 10..15 were never mirrored.
+    t.partition(0)?.advance_log_start(15)?;
+    let err = Mirror::from_dir(&dir, "events", options(&bootstrap, &kafka_topic)).expect_err("a gap");
+    assert!(matches!(&err, Error::SourceGap { partition: 0, from: 10, to: 15, .. }), "{err:?}");
+    assert_eq!(read_all(&bootstrap, &kafka_topic, 1)?[0].len(), 10, "nothing more was produced");
+    Ok(())
+}
