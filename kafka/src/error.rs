@@ -88,9 +88,11 @@ pub enum Error {
     /// A record could not be delivered. The mirror stopped: records before it are in Kafka,
     /// the next start resumes at the first record not there.
     #[error(
-        "delivering the record at offset {offset} of partition {partition} of `{topic}` to Kafka failed: {source}; stopped there, the next start resumes after the last record Kafka holds"
+        "delivering the record at offset {offset} of partition {partition} of `{topic}` to Kafka at {bootstrap} failed: {source}; stopped there, the next start resumes after the last record Kafka holds"
     )]
     Delivery {
+        /// The `bootstrap.servers` of the cluster.
+        bootstrap: String,
         /// The source topic.
         topic: String,
         /// The partition.

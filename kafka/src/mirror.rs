@@ -290,6 +290,7 @@ pub struct Mirror {
     waited: Duration,
     /// The error the run stopped with, if it did.
     stopped: Option<String>,
+    bootstrap: String,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -404,6 +405,7 @@ impl Mirror {
             resumed_at,
             waited,
             stopped: None,
+            bootstrap: options.connect.bootstrap().to_owned(),
         })
     }
 
@@ -529,7 +531,7 @@ impl Mirror {
             .enumerate()
             .find(|(_, (d, s))| d.load(Ordering::Acquire) < **s)
             .map_or((0, 0), |(p, (d, _))| (p as u32, d.load(Ordering::Acquire)));
-        Error::Delivery { topic: self.topic.clone(), partition, offset, source }
+        Error::Delivery { bootstrap: self.bootstrap.clone(), topic: self.topic.clone(), partition, offset, source }
     }
 
     /// Each partition's progress.
@@ -594,9 +596,13 @@ impl Mirror {
                     max: self.max_message_bytes,
                 })
             }
-            Some((partition, offset, source)) => {
-                Err(Error::Delivery { topic: self.topic.clone(), partition, offset, source })
-            }
+            Some((partition, offset, source)) => Err(Error::Delivery {
+                bootstrap: self.bootstrap.clone(),
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                source,
+            }),
         }
     }
 
@@ -660,7 +666,13 @@ impl Mirror {
                     return Err(err);
                 }
                 Err((source, _)) => {
-                    return Err(Error::Delivery { topic: self.topic.clone(), partition, offset, source });
+                    return Err(Error::Delivery {
+                        bootstrap: self.bootstrap.clone(),
+                        topic: self.topic.clone(),
+                        partition,
+                        offset,
+                        source,
+                    });
                 }
             }
         }

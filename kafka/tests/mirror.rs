@@ -380,3 +380,50 @@ fn records_deleted_before_they_were_mirrored_stop_the_resume() -> TestResult {
     assert_eq!(read_all(&bootstrap, &kafka_topic, 1)?[0].len(), 10, "nothing more was produced");
     Ok(())
 }
+
+#[test]
+fn a_broker_lost_mid_run_stops_the_mirror_naming_it_and_nothing_is_lost() -> TestResult {
+    // Runs where the Kafka tests run (it needs the `tansu` binary for a broker of its own).
+    if bootstrap("broker_lost").is_none() {
+        return Ok(());
+    }
+    let Some(mut broker) = common::Broker::start(0)? else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "broker_lost: skipped: no `tansu` binary on the PATH");
+        return Ok(());
+    };
+    let address = broker.address();
+    let tmp = tempfile::tempdir()?;
+    let dir = LogDir::open(tmp.path().join("data"))?;
+    let t = dir.create_topic("events", TopicConfig::default().partitions(2))?;
+    for i in 0..100 {
+        t.append(Record::new().key(format!("k{i}")).value("v"))?;
+    }
+    let kafka_topic = unique("mirror-lost");
+    let short = |o: MirrorOptions| o.delivery_timeout(Duration::from_secs(3));
+    let mut m = Mirror::from_dir(&dir, "events", short(options(&address, &kafka_topic)))?;
+    assert_eq!(m.catch_up()?, 100);
+
+    broker.stop()?;
+    for i in 100..150 {
+        t.append(Record::new().key(format!("k{i}")).value("v"))?;
+    }
+    let err = m.catch_up().expect_err("the broker is gone");
+    assert!(matches!(&err, Error::Delivery { .. }), "{err:?}");
+    assert!(err.to_string().contains(&address), "{err}");
+    drop(m);
+
+    // A broker again at the same address (its in-memory storage starts empty): the next run
+    // takes its position from what Kafka holds, so every record gets there, each once.
+    let _broker = common::Broker::start(broker.port)?.ok_or("tansu went away")?;
+    let connect = Connect::new(&address).attempts(10);
+    let mut m = Mirror::from_dir(
+        &dir,
+        "events",
+        short(MirrorOptions::new(connect).kafka_topic(&kafka_topic).resume_wait(Duration::from_millis(100))),
+    )?;
+    m.catch_up()?;
+    m.close()?;
+    assert_mirrored(&partlog_records(&dir, "events")?, &read_all(&address, &kafka_topic, 2)?);
+    Ok(())
+}

@@ -229,3 +229,57 @@ impl Rng {
 pub fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(1, |a| a.port())
 }
+
+/// A broker of the test's own (the `tansu` binary on the PATH, in-memory storage), stopped
+/// when dropped; for tests that take a broker away.
+pub struct Broker {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts one on `port` (a free one when 0); `None` when `tansu` is not installed.
+    pub fn start(port: u16) -> Result<Option<Broker>, Box<dyn std::error::Error>> {
+        let port = if port == 0 { dead_port() } else { port };
+        let url = format!("tcp://127.0.0.1:{port}");
+        let spawned = std::process::Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &format!("memory://test-{port}/")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let broker = Broker { child: Some(child), port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("the test's broker did not listen on {port}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(broker))
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGKILL: it holds nothing worth keeping) and waits for it.
+    pub fn stop(&mut self) -> TestResult {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
