@@ -99,8 +99,8 @@ pub enum Error {
         partition: u32,
         /// The record's offset in the source.
         offset: u64,
-        /// The client's error.
-        source: KafkaError,
+        /// The client's error (boxed: it is the largest field of this enum).
+        source: Box<KafkaError>,
     },
 
     /// Records of the source were deleted (by retention) before they were copied, or the

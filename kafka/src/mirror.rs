@@ -531,7 +531,13 @@ impl Mirror {
             .enumerate()
             .find(|(_, (d, s))| d.load(Ordering::Acquire) < **s)
             .map_or((0, 0), |(p, (d, _))| (p as u32, d.load(Ordering::Acquire)));
-        Error::Delivery { bootstrap: self.bootstrap.clone(), topic: self.topic.clone(), partition, offset, source }
+        Error::Delivery {
+            bootstrap: self.bootstrap.clone(),
+            topic: self.topic.clone(),
+            partition,
+            offset,
+            source: Box::new(source),
+        }
     }
 
     /// Each partition's progress.
@@ -601,7 +607,7 @@ impl Mirror {
                 topic: self.topic.clone(),
                 partition,
                 offset,
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -671,7 +677,7 @@ impl Mirror {
                         topic: self.topic.clone(),
                         partition,
                         offset,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
