@@ -291,3 +291,34 @@ fn killed_import_resumes_exactly_once() -> TestResult {
     dir.close()?;
     Ok(())
 }
+
+#[test]
+fn a_record_larger_than_the_partlog_limit_stops_the_import_at_its_offset() -> TestResult {
+    let Some(bootstrap) = bootstrap("import_too_large") else { return Ok(()) };
+    let kafka_topic = unique("import-too-large");
+    common::create_kafka_topic(&bootstrap, &kafka_topic, 1, &[])?;
+    let p = producer(&bootstrap)?;
+    for i in 0..9 {
+        let value = if i == 5 { vec![b'x'; 5_000] } else { vec![b'a'; 100] };
+        p.send(BaseRecord::<[u8], [u8]>::to(&kafka_topic).partition(0).key(b"k").payload(&value))
+            .map_err(|(e, _)| e)?;
+        p.flush(Duration::from_secs(10))?;
+    }
+    let tmp = tempfile::tempdir()?;
+    let dir = LogDir::open(tmp.path().join("data"))?;
+    dir.create_topic("small", TopicConfig::default().partitions(1).max_message_bytes(2_000))?;
+    for round in 0..2 {
+        let mut import = Import::new(&dir, "small", options(&bootstrap, &kafka_topic))?;
+        let err = import.catch_up().expect_err("too large");
+        assert!(
+            matches!(&err, Error::RecordTooLarge { partition: 0, offset: 5, max: 2_000, .. }),
+            "round {round}: {err:?}"
+        );
+        let again = import.poll(Duration::from_millis(10)).expect_err("stopped");
+        assert!(matches!(&again, Error::Stopped { .. }), "{again:?}");
+        // Everything before it was appended, nothing after it.
+        let recs = partlog_records(&dir, "small")?;
+        assert_eq!(recs[0].len(), 5, "round {round}");
+    }
+    Ok(())
+}
