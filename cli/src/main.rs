@@ -8,6 +8,7 @@
 //! | `kafka-dump-log` | `partlog dump` |
 //! | `kafka-consumer-groups` | `partlog groups` |
 //! | (the broker's log cleaner and retention) | `partlog compact`, `partlog retention` |
+//! | (MirrorMaker, a connector) | `partlog mirror` (to a Kafka cluster), `partlog import` (from one) |
 //!
 //! Commands that only read (`topics --list/--describe`, `consume` without `--group`, `dump`,
 //! `groups --list/--describe`) open the directory read-only and work while an application
@@ -18,6 +19,8 @@ mod common;
 mod consume;
 mod dump;
 mod groups;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod maint;
 mod produce;
 mod topics;
@@ -77,6 +80,14 @@ enum Command {
     /// Run one compaction pass now on compacted topics and report what it removed.
     #[command(after_help = maint::COMPACT_EXAMPLES)]
     Compact(maint::Args),
+    /// Copy a topic into a Kafka cluster, each record once, to the same partition (feature `kafka`).
+    #[cfg(feature = "kafka")]
+    #[command(after_help = kafka::MIRROR_EXAMPLES)]
+    Mirror(kafka::MirrorArgs),
+    /// Copy a Kafka topic into a topic of the directory, each record once (feature `kafka`).
+    #[cfg(feature = "kafka")]
+    #[command(after_help = kafka::IMPORT_EXAMPLES)]
+    Import(kafka::ImportArgs),
 }
 
 /// The `--format` argument of listings.
@@ -101,6 +112,10 @@ fn main() -> ExitCode {
         Command::Groups(a) => groups::run(a, &dir),
         Command::Retention(a) => maint::retention(a, &dir),
         Command::Compact(a) => maint::compact(a, &dir),
+        #[cfg(feature = "kafka")]
+        Command::Mirror(a) => kafka::mirror(a, &dir),
+        #[cfg(feature = "kafka")]
+        Command::Import(a) => kafka::import(a, &dir),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -608,3 +608,113 @@ fn retention_and_compaction_passes_report() -> TestResult {
     partlog().args(dir_arg(&d)).args(["retention"]).assert().success().stdout(predicate::str::contains("TOPIC"));
     Ok(())
 }
+
+/// A loopback port nothing listens on (bound, then released).
+#[cfg(feature = "kafka")]
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(1, |a| a.port())
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_commands_explain_themselves() {
+    for cmd in ["mirror", "import"] {
+        partlog()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Examples:"))
+            .stdout(predicate::str::contains("--bootstrap-server"));
+    }
+    partlog().args(["mirror", "--dir", "x", "--topic", "t"]).assert().code(2); // no --bootstrap-server
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_unreachable_broker_is_named_and_nothing_changes() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path().join("data");
+    create(&d, "orders", &["--partitions", "2"]);
+    produce(&d, "orders", &[], "a\nb\nc\n");
+    let before = snapshot(&d);
+    let address = format!("127.0.0.1:{}", dead_port());
+    for cmd in ["mirror", "import"] {
+        let out = partlog()
+            .args(dir_arg(&d))
+            .args([cmd, "--topic", "orders", "--bootstrap-server", &address])
+            .args(["--connect-attempts", "2", "--request-timeout-ms", "300"])
+            .output()?;
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&address) && err.contains("2 attempts"), "{cmd}: {err}");
+    }
+    assert_eq!(snapshot(&d).keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "no file added or removed");
+    Ok(())
+}
+
+/// Needs a broker (`KAFKA_BOOTSTRAP_SERVERS`, as `.ci/kafka` sets it); skips without one.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_mirror_then_import_round_trip() -> TestResult {
+    let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "kafka_mirror_then_import_round_trip: skipped: KAFKA_BOOTSTRAP_SERVERS is not set"
+        );
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    create(&src, "orders", &["--partitions", "3"]);
+    let lines: String = (0..300).map(|i| format!("k{i}:value {i}\n")).collect();
+    let total = 301;
+    produce(&src, "orders", &["--key-separator", ":"], &lines);
+    let kafka_topic = format!("cli-{}-{}", std::process::id(), dead_port());
+    let out = partlog()
+        .args(dir_arg(&src))
+        .args(["mirror", "--topic", "orders", "--bootstrap-server", &bootstrap, "--kafka-topic", &kafka_topic])
+        .args(["--resume-wait-ms", "100"])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mirrored 300 records"), "{out:?}");
+    // Again with --record-offsets: nothing to copy, and the position lands in the group.
+    produce(&src, "orders", &["--key-separator", ":"], "late:one more\n");
+    let out = partlog()
+        .args(dir_arg(&src))
+        .args(["mirror", "--topic", "orders", "--bootstrap-server", &bootstrap, "--kafka-topic", &kafka_topic])
+        .args(["--resume-wait-ms", "100", "--record-offsets"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mirrored 1 records"), "{out:?}");
+    let group = format!("partlog-mirror.{kafka_topic}");
+    let out =
+        partlog().args(dir_arg(&src)).args(["groups", "--describe", "--group", &group, "--format", "json"]).output()?;
+    assert!(out.status.success(), "{out:?}");
+    let described: serde_json::Value = serde_json::from_str(&stdout_of(&out))?;
+    let parts = described["partitions"].as_array().ok_or("partitions")?;
+    assert_eq!(parts.len(), 3, "{described}");
+    for p in parts {
+        assert_eq!(p["lag"], 0, "{described}");
+        assert_eq!(p["committed_offset"], p["log_end_offset"], "{described}");
+    }
+    let out = partlog()
+        .args(dir_arg(&dst))
+        .args(["import", "--topic", "copy", "--bootstrap-server", &bootstrap, "--kafka-topic", &kafka_topic])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("imported {total} records")), "{out:?}");
+    let read = |d: &Path, t: &str| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+        let out = partlog()
+            .args(dir_arg(d))
+            .args(["consume", "--topic", t, "--from-beginning", "--format", "json"])
+            .output()?;
+        let mut v: Vec<serde_json::Value> = json_lines(&stdout_of(&out))
+            .into_iter()
+            .map(|r| serde_json::json!([r["partition"], r["offset"], r["key"], r["value"]]))
+            .collect();
+        v.sort_by_key(|x| x.to_string());
+        Ok(v)
+    };
+    assert_eq!(read(&src, "orders")?, read(&dst, "copy")?);
+    Ok(())
+}
