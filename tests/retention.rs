@@ -695,6 +695,35 @@ fn storage_full_then_retention_frees_space_simulated() -> TestResult {
     Ok(())
 }
 
+/// A roll that retention needs (every segment expired, the active one too) and that fails on a
+/// full disk before the new active segment exists: the pass reports `StorageFull`, deletes
+/// nothing and claims no roll; once space is back, the same pass rolls and deletes everything.
+#[test]
+fn retention_whose_roll_fails_on_a_full_disk_reports_it() -> TestResult {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let cfg = TopicConfig::default().segment_bytes(4096).retention_ms(Some(1_000));
+    let p = open(&fs, &clock, &cfg)?;
+    for i in 0..100 {
+        append_nth(&p, i, T0 + i as i64)?;
+    }
+    let segments = p.segments().len();
+    assert!(segments > 2, "{segments} segments");
+    clock.set(T0 + 10_000);
+    // The roll's first change of the disk fails as a full disk does.
+    fs.fail_nth(0, std::io::ErrorKind::StorageFull);
+    let r = p.run_retention();
+    assert!(matches!(r, Err(Error::StorageFull { .. })), "{r:?}");
+    assert_eq!(p.log_start_offset(), 0);
+    assert_eq!(p.segments().len(), segments);
+    assert_eq!(p.read(0, 1)?.iter().next().map(|r| r.offset()), Some(0));
+    let r = p.run_retention()?;
+    assert!(r.rolled, "{r:?}");
+    assert_eq!(p.log_start_offset(), 100, "{r:?}");
+    assert_eq!(append_nth(&p, 100, T0 + 10_001)?, 100);
+    Ok(())
+}
+
 struct Mount(PathBuf);
 
 impl Drop for Mount {
