@@ -46,7 +46,7 @@ pub(crate) struct TopicInner {
 
 /// A topic: `N` partitions, each its own log. Cheap to clone, `Send + Sync`.
 ///
-/// Keyed records go to `murmur2(key) & 0x7fffffff % N`, exactly as Kafka's default partitioner
+/// Keyed records go to `(murmur2(key) & 0x7fffffff) % N`, exactly as Kafka's default partitioner
 /// places them. Unkeyed records use a sticky partitioner: they fill one partition with about
 /// [`STICKY_BATCH_BYTES`] and then move to the next one, round-robin, so consecutive unkeyed
 /// appends batch well and spread evenly over time.
