@@ -167,6 +167,30 @@ mod tests {
         assert!(x.reset && x.first_dirty == 10);
         let x = cleanable(&log(), 10, 20, 0, &c);
         assert!(!x.reset && x.first_dirty == 20);
+        // At the log start or the log end exactly, the offset is in range: no reset.
+        let x = cleanable(&log(), 10, 10, 0, &c);
+        assert!(!x.reset && x.first_dirty == 10);
+        let x = cleanable(&log(), 10, 35, 0, &c);
+        assert!(!x.reset && x.first_dirty == 35);
+    }
+
+    #[test]
+    fn nothing_dirty_is_never_due() {
+        // Kafka: a log needs cleaning now only with cleanable bytes, however late its oldest
+        // dirty record is (here every dirty segment is held back by min.compaction.lag.ms).
+        let c = TopicConfig::default().min_cleanable_dirty_ratio(0.0);
+        let x = Cleanable {
+            first_dirty: 20,
+            reset: false,
+            first_uncleanable: 20,
+            clean_bytes: 200,
+            dirty_bytes: 0,
+            dirty_records: 0,
+            ratio: 0.0,
+            max_compaction_delay_ms: 5_000,
+        };
+        assert!(!x.is_due(&c));
+        assert!(Cleanable { dirty_bytes: 1, ..x }.is_due(&c));
     }
 
     #[test]
@@ -189,6 +213,18 @@ mod tests {
         let x = cleanable(&log(), 0, 20, 9_000, &c);
         assert_eq!(x.max_compaction_delay_ms, 1_000);
         assert!(x.is_due(&c));
+        // Kafka ignores first-batch timestamps that are not positive (and segments without
+        // one): only 3000 counts here.
+        let mut l = log();
+        l[1].first_ts = 0;
+        l[2].first_ts = NO_TS;
+        l.insert(3, seg(30, 31, 10, 3_000, 3_000));
+        l[4] = seg(31, 35, 50, 4_000, 4_500);
+        let x = cleanable(&l, 0, 10, 9_000, &c);
+        assert_eq!(x.max_compaction_delay_ms, 1_000);
+        // Exactly at the limit is not late.
+        let x = cleanable(&l, 0, 10, 8_000, &c);
+        assert_eq!(x.max_compaction_delay_ms, 0);
     }
 
     #[test]
@@ -202,6 +238,11 @@ mod tests {
         // The offset span of one segment is limited to u32.
         let wide = [s(0, 10, 1), s(u64::from(u32::MAX), u64::from(u32::MAX) + 10, 1)];
         assert_eq!(group_by_size(&wide, 1_000, u64::MAX, 1), vec![1, 1]);
+        // Limits are inclusive, as in Kafka: exactly max_bytes, exactly a u32 span.
+        assert_eq!(group_by_size(&[s(0, 10, 40), s(10, 20, 60)], 100, u64::MAX, 1), vec![2]);
+        let max = u64::from(u32::MAX);
+        assert_eq!(group_by_size(&[s(0, 10, 1), s(10, max + 1, 1)], 1_000, u64::MAX, 1), vec![2]);
+        assert_eq!(group_by_size(&[s(0, 10, 1), s(10, max + 2, 1)], 1_000, u64::MAX, 1), vec![1, 1]);
         // Index entries: 50 bytes at 10 per entry is 5 entries; at most 8 allowed.
         assert_eq!(group_by_size(&segs, 1_000, 8, 10), vec![2, 2, 1]);
         assert!(group_by_size(&[], 10, 10, 1).is_empty());
