@@ -233,6 +233,41 @@ mod tests {
     }
 
     #[test]
+    fn options_clamp_and_read_back() {
+        let o = CleanerOptions::default();
+        assert_eq!(o.get_dedupe_buffer_bytes(), DEFAULT_DEDUPE_BUFFER_BYTES);
+        assert_eq!(o.get_load_factor(), DEFAULT_DEDUPE_LOAD_FACTOR);
+        assert_eq!(o.get_io_max_bytes_per_second(), None);
+        let o = o.dedupe_buffer_bytes(1).load_factor(0.5).io_max_bytes_per_second(Some(0));
+        assert_eq!(o.get_dedupe_buffer_bytes(), 48, "two slots at least");
+        assert_eq!(o.get_load_factor(), 0.5);
+        assert_eq!(o.get_io_max_bytes_per_second(), Some(1));
+        assert_eq!(o.clone().dedupe_buffer_bytes(1_000).get_dedupe_buffer_bytes(), 1_000);
+        assert_eq!(o.clone().load_factor(0.01).get_load_factor(), 0.1);
+        assert_eq!(o.clone().load_factor(7.0).get_load_factor(), 1.0);
+        assert_eq!(o.load_factor(f64::NAN).get_load_factor(), DEFAULT_DEDUPE_LOAD_FACTOR);
+    }
+
+    #[test]
+    fn a_closed_window_pauses_for_the_excess() {
+        // 1,000 bytes through 1,000 B/s in a window that closed exactly now (300 ms): 700 ms.
+        let t = Throttle::new(Some(1_000));
+        let t0 = t.state.lock().0;
+        assert_eq!(t.pause_at(1_000, t0 + THROTTLE_WINDOW), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn consume_sleeps_for_the_pause() {
+        // A window of 300 ms closed with 500 bytes at 1,000 B/s: consume sleeps about 200 ms.
+        // (A lower bound on a sleep: it never returns early, however busy the machine.)
+        let t = Throttle::new(Some(1_000));
+        let start = Instant::now();
+        t.state.lock().0 = start.checked_sub(THROTTLE_WINDOW).expect("a monotonic clock past 300 ms");
+        t.consume(500);
+        assert!(start.elapsed() >= Duration::from_millis(150), "slept {:?}", start.elapsed());
+    }
+
+    #[test]
     fn unlimited_never_pauses() {
         let took = simulate(None, 1 << 30, 1 << 20, Duration::from_micros(100));
         assert_eq!(took, Duration::from_micros(100) * 1024);
