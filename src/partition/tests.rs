@@ -112,3 +112,36 @@ fn truncate_and_advance() -> Result<()> {
     assert_eq!(p.log_end_offset(), 124);
     Ok(())
 }
+
+/// The deletion primitive declines a list that is not the current sealed prefix (the
+/// maintenance lock keeps callers from racing it; this is its own check) and changes nothing.
+#[test]
+fn delete_prefix_declines_what_is_not_the_current_sealed_prefix() -> Result<()> {
+    let fs = SimFs::new();
+    let p = sim_open(&fs, small())?;
+    for i in 0..3u8 {
+        for _ in 0..5 {
+            p.append(crate::Record::with_value(vec![i; 50]))?;
+        }
+        assert!(p.roll()?);
+    }
+    p.append(crate::Record::with_value(vec![9; 50]))?;
+    let segs = p.inner.view().segments.clone();
+    assert_eq!(segs.len(), 4);
+    let before = values(&p)?;
+    let end = p.log_end_offset();
+    // Not a prefix: the second segment alone.
+    let r = maintenance::delete_prefix(&p.inner, &segs[1..2], segs[2].base)?;
+    assert!(r.is_err(), "deleted a segment from the middle of the log");
+    // The whole list, the active segment included.
+    let r = maintenance::delete_prefix(&p.inner, &segs, end)?;
+    assert!(r.is_err(), "deleted the active segment");
+    assert_eq!(p.inner.view().segments.len(), 4);
+    assert_eq!(p.log_start_offset(), 0);
+    assert_eq!(values(&p)?, before);
+    // The real prefix goes.
+    let r = maintenance::delete_prefix(&p.inner, &segs[..1], segs[1].base)?;
+    assert!(r.is_ok_and(|bytes| bytes > 0));
+    assert_eq!(p.log_start_offset(), segs[1].base);
+    Ok(())
+}
