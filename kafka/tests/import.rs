@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -243,28 +242,17 @@ fn killed_import_resumes_exactly_once() -> TestResult {
         })
     };
 
-    let exe = std::env::current_exe()?;
     let mut progressed = 0;
     let mut last = 0u64;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child_import", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, &path)
-            .env(CHILD_TOPIC, &kafka_topic)
-            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        std::thread::sleep(Duration::from_millis(rng.range(200, 1500)));
-        if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err)?;
-            }
-            return Err(format!("cycle {cycle}: the import exited by itself ({status}): {err}").into());
-        }
-        child.kill()?; // SIGKILL
-        child.wait()?;
+        let path_str = path.to_string_lossy();
+        let env = [
+            (CHILD_DIR, &*path_str),
+            (CHILD_TOPIC, kafka_topic.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ];
+        let run = Duration::from_millis(rng.range(200, 1500));
+        common::run_then_kill("child_import", &env, run, "import").map_err(|e| format!("cycle {cycle}: {e}"))?;
         let now = match LogDir::open_read_only(&path).and_then(|d| d.topic("events")) {
             Ok(t) => t.partitions().iter().map(|p| p.log_end_offset().unwrap_or(0)).sum(),
             Err(_) => 0,

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -298,28 +297,17 @@ fn killed_mirror_resumes_exactly_once() -> TestResult {
         })
     };
 
-    let exe = std::env::current_exe()?;
     let mut killed_while_copying = 0;
     for cycle in 0..cycles {
         let before: u64 = read_ends(&bootstrap, &kafka_topic);
-        let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child_mirror", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, &path)
-            .env(CHILD_TOPIC, &kafka_topic)
-            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        std::thread::sleep(Duration::from_millis(rng.range(300, 2000)));
-        if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err)?;
-            }
-            return Err(format!("cycle {cycle}: the mirror exited by itself ({status}): {err}").into());
-        }
-        child.kill()?; // SIGKILL
-        child.wait()?;
+        let path_str = path.to_string_lossy();
+        let env = [
+            (CHILD_DIR, &*path_str),
+            (CHILD_TOPIC, kafka_topic.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ];
+        let run = Duration::from_millis(rng.range(300, 2000));
+        common::run_then_kill("child_mirror", &env, run, "mirror").map_err(|e| format!("cycle {cycle}: {e}"))?;
         if read_ends(&bootstrap, &kafka_topic) > before {
             killed_while_copying += 1;
         }

@@ -283,3 +283,26 @@ impl Drop for Broker {
         let _ = self.stop();
     }
 }
+
+/// One kill cycle: runs the ignored test `child` of this test binary in a new process with
+/// `env`, lets it work for `run`, then kills it with SIGKILL. A child that exited by itself
+/// fails the cycle with what it printed on standard error.
+pub fn run_then_kill(child: &str, env: &[(&str, &str)], run: Duration, what: &str) -> TestResult {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["--ignored", "--exact", child, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut c = cmd.spawn()?;
+    std::thread::sleep(run);
+    if let Some(status) = c.try_wait()? {
+        let mut err = String::new();
+        if let Some(mut e) = c.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err)?;
+        }
+        return Err(format!("the {what} exited by itself ({status}): {err}").into());
+    }
+    c.kill()?; // SIGKILL
+    c.wait()?;
+    Ok(())
+}
