@@ -7,8 +7,8 @@
 //! MurmurHash3 x64/128 hash with the top byte set to `0xff`, which no short key's identity
 //! has. Lookups use open addressing with linear probing. The map never stores keys, so
 //! its memory is `slots × 24` bytes whatever the keys' sizes; the table starts small and
-//! doubles as distinct keys arrive, up to the configured limit, so a pass over few keys takes
-//! little memory however many records it reads.
+//! doubles whenever it is half full, up to the configured limit (which fills up to the load
+//! factor), so a pass over few keys takes little memory however many records it reads.
 //!
 //! **Collisions.** Two different long keys with the same 120 hash bits are taken for one key:
 //! the older of the two records would be removed by compaction. For `n` distinct long keys in
