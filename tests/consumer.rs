@@ -323,3 +323,49 @@ fn the_stream_yields_records_on_a_plain_executor_and_on_tokio() -> R {
     assert_eq!(offsets, (10..20).collect::<Vec<_>>());
     Ok(())
 }
+
+#[test]
+fn a_caught_up_stream_yields_for_a_moment_then_parks_until_an_append_wakes_it() -> R {
+    use futures::Stream;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let wakes = Arc::new(Count(AtomicUsize::new(0)));
+    let woken = || wakes.0.load(Ordering::SeqCst);
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+
+    let fs = SimFs::new();
+    let dir = sim_dir(&fs)?;
+    let t = dir.create_topic("t", TopicConfig::default())?;
+    let mut c = dir.consumer(earliest())?;
+    c.assign(&[TopicPartition::new("t", 0)])?;
+    let mut s = c.stream();
+    let mut next = |cx: &mut Context<'_>| Pin::new(&mut s).poll_next(cx).map(|o| o.map(|r| r.map(|r| r.record.offset)));
+
+    // Caught up: pending, with the task woken at once so the executor polls again soon.
+    assert!(next(&mut cx).is_pending());
+    assert_eq!(woken(), 1, "a stream that just caught up yields instead of parking");
+    // A record appended while it keeps looking is there on the next turn.
+    t.append(Record::with_value("a"))?;
+    assert!(matches!(next(&mut cx), Poll::Ready(Some(Ok(0)))));
+
+    // Caught up again, and the moment passes: the task parks, with no wake-up of its own.
+    assert!(next(&mut cx).is_pending());
+    std::thread::sleep(Duration::from_millis(5));
+    let parked = woken();
+    assert!(next(&mut cx).is_pending());
+    assert!(next(&mut cx).is_pending());
+    assert_eq!(woken(), parked, "a parked stream does not wake itself");
+    // The append wakes it, and the next turn has the record.
+    t.append(Record::with_value("b"))?;
+    assert_eq!(woken(), parked + 1, "the append woke the parked task");
+    assert!(matches!(next(&mut cx), Poll::Ready(Some(Ok(1)))));
+    Ok(())
+}

@@ -1,13 +1,22 @@
 //! The consumer as a `futures_core::Stream` (feature `async`), runtime-agnostic: it polls
 //! without blocking and parks the task on the consumer's doorbell, which appends to its
-//! partitions (and group changes) ring — no timer, no busy loop, no runtime dependency.
+//! partitions (and group changes) ring — no timer, no runtime dependency.
+//!
+//! Like a blocking [`Consumer::poll`], a stream that has just caught up first stays awake for
+//! up to 50 µs: it returns `Pending` and wakes its own task at once (a cooperative yield,
+//! so other tasks on the executor run in between), looking at one atomic flag per turn.
+//! A record appended in that window is in the task's hands within a microsecond or two; one
+//! arriving later wakes the parked task through its waker, which on an idle machine takes
+//! the executor tens of microseconds. After the window the task is parked and uses no CPU.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use super::{Consumer, RebalanceEvent};
 use crate::error::Result;
+use crate::partition::notify::SPIN;
 use crate::record::StoredRecord;
 
 /// An owned record from a [`ConsumerStream`].
@@ -48,12 +57,15 @@ pub struct ConsumerStream<'a> {
     consumer: &'a mut Consumer,
     buffer: VecDeque<OwnedConsumerRecord>,
     events: Vec<RebalanceEvent>,
+    /// When the stream last found nothing with its doorbell armed: it yields (instead of
+    /// parking) until [`SPIN`] has passed since.
+    idle_since: Option<Instant>,
 }
 
 impl Consumer {
     /// This consumer as a stream of owned records, woken by appends.
     pub fn stream(&mut self) -> ConsumerStream<'_> {
-        ConsumerStream { consumer: self, buffer: VecDeque::new(), events: Vec::new() }
+        ConsumerStream { consumer: self, buffer: VecDeque::new(), events: Vec::new(), idle_since: None }
     }
 }
 
@@ -90,6 +102,19 @@ impl futures_core::Stream for ConsumerStream<'_> {
         if let Some(r) = this.buffer.pop_front() {
             return Poll::Ready(Some(Ok(r)));
         }
+        if let Some(since) = this.idle_since {
+            // Still armed: nothing was appended (an append disarms before it rings).
+            if this.consumer.doorbell().is_armed() {
+                if since.elapsed() < SPIN {
+                    cx.waker().wake_by_ref();
+                } else {
+                    // Parked: the waker set when the bell was armed is the one rung.
+                    this.consumer.doorbell().set_waker(cx.waker());
+                }
+                return Poll::Pending;
+            }
+            this.idle_since = None;
+        }
         if let Err(e) = this.fill() {
             return Poll::Ready(Some(Err(e)));
         }
@@ -109,7 +134,11 @@ impl futures_core::Stream for ConsumerStream<'_> {
                 bell.disarm();
                 Poll::Ready(Some(Ok(r)))
             }
-            None => Poll::Pending,
+            None => {
+                this.idle_since = Some(Instant::now());
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
         }
     }
 }

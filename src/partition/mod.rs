@@ -17,7 +17,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod intent;
 pub(crate) mod maintenance;
-mod notify;
+pub(crate) mod notify;
 mod read;
 mod recovery;
 pub(crate) mod segments;

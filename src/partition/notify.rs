@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-/// How long [`Doorbell::wait`] spins before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long [`Doorbell::wait`] spins before it sleeps (and a consumer stream yields before
+/// its task parks).
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// One waiter's bell: a flag, a condition variable for threads and a waker for tasks.
 #[derive(Debug, Default)]
@@ -37,6 +38,11 @@ impl Doorbell {
     pub fn arm(&self) {
         *self.rung.lock() = false;
         self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the bell is armed and has not rung since.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
     }
 
     /// Disarms the bell (data was found after all).
