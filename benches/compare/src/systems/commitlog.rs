@@ -78,7 +78,7 @@ pub fn read_all(path: &Path, probe: &mut dyn FnMut()) -> (Duration, Seen) {
 /// slack keeps the last message of a segment readable.
 pub const ONE_MESSAGE: usize = HEADER + VALUE + 8;
 
-pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> Vec<f64> {
+pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> super::Lat {
     let log = CommitLog::new(opts(path)).or_die("commitlog open");
     probe();
     r.run(probe, |o| {

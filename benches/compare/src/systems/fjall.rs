@@ -127,7 +127,7 @@ pub fn read_all(path: &Path, probe: &mut dyn FnMut()) -> (Duration, Seen) {
     (d, seen)
 }
 
-pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> Vec<f64> {
+pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> super::Lat {
     let (db, ks) = open(path);
     probe();
     let lat = r.run(probe, |o| {

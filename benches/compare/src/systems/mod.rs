@@ -136,7 +136,7 @@ pub fn random_reads(
     offsets: &[u64],
     v: &Values,
     probe: &mut dyn FnMut(),
-) -> Vec<f64> {
+) -> Lat {
     let path = sys.path(root);
     let r = Reads { sys, warmup, offsets, v };
     match sys {
@@ -204,9 +204,11 @@ pub struct Reads<'a> {
 
 impl Reads<'_> {
     /// Runs `one` (read offset `o`, return its value's first byte) over the warm-up offsets,
-    /// then times it over the measured ones; checks every value. `probe` runs after the
-    /// warm-up and after every 100 timed reads, outside the timed calls.
-    pub fn run(&self, probe: &mut dyn FnMut(), mut one: impl FnMut(u64) -> u8) -> Vec<f64> {
+    /// then times it over the measured ones (cold: mostly places not read before), reads them
+    /// once more untimed, and times a third pass (warm: the steady state, every place read
+    /// twice before); checks every value. `probe` runs after the warm-up and after every 100
+    /// timed reads, outside the timed calls.
+    pub fn run(&self, probe: &mut dyn FnMut(), mut one: impl FnMut(u64) -> u8) -> Lat {
         let check = |o: u64, first: u8| {
             if first != self.v[o as usize % POOL][0] {
                 die(format!("{}: wrong value at offset {o}", self.sys.name()));
@@ -216,19 +218,31 @@ impl Reads<'_> {
             check(o, one(o));
         }
         probe();
-        let mut lat = Vec::with_capacity(self.offsets.len());
-        for (i, &o) in self.offsets.iter().enumerate() {
-            let t = Instant::now();
-            let b = one(o);
-            lat.push(t.elapsed().as_nanos() as f64);
-            check(o, b);
-            if i % 100 == 99 {
-                probe();
+        let mut pass = |probe: &mut dyn FnMut()| {
+            let mut lat = Vec::with_capacity(self.offsets.len());
+            for (i, &o) in self.offsets.iter().enumerate() {
+                let t = Instant::now();
+                let b = one(o);
+                lat.push(t.elapsed().as_nanos() as f64);
+                check(o, b);
+                if i % 100 == 99 {
+                    probe();
+                }
             }
-        }
-        lat.sort_by(f64::total_cmp);
-        lat
+            lat.sort_by(f64::total_cmp);
+            lat
+        };
+        let cold = pass(probe);
+        pass(probe);
+        let warm = pass(probe);
+        Lat { cold, warm }
     }
+}
+
+/// Sorted latencies (ns) of a random-read run: the first pass over the offsets and the third.
+pub struct Lat {
+    pub cold: Vec<f64>,
+    pub warm: Vec<f64>,
 }
 
 /// The tail-read loop: `step(i, k)` appends records `i..i + k` as one batch and reads them back

@@ -57,7 +57,7 @@ pub fn read_all(path: &Path, probe: &mut dyn FnMut()) -> (Duration, Seen) {
     (d, seen)
 }
 
-pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> Vec<f64> {
+pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> super::Lat {
     let p = Partition::open(path).or_die("partlog open");
     probe();
     let lat = r.run(probe, |o| {

@@ -66,7 +66,7 @@ pub fn read_all(path: &Path, probe: &mut dyn FnMut()) -> (Duration, Seen) {
     (t.elapsed(), seen)
 }
 
-pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> Vec<f64> {
+pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> super::Lat {
     let f = File::open(path).or_die("raw open");
     probe();
     let mut buf = [0u8; VALUE];

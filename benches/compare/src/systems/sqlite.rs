@@ -114,7 +114,7 @@ pub fn read_all(path: &Path, probe: &mut dyn FnMut()) -> (Duration, Seen) {
     (d, seen)
 }
 
-pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> Vec<f64> {
+pub fn random_reads(path: &Path, r: &Reads<'_>, probe: &mut dyn FnMut()) -> super::Lat {
     let c = open(path, "NORMAL");
     let mut sel = c.prepare(SELECT).or_die("sqlite prepare");
     probe();
