@@ -415,11 +415,14 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         }
         header
     };
-    {
+    if w.tracker.entry_due(config.index_interval_bytes) {
         let w = &mut *w;
         let mut index = w.opened.index.write();
         let mut time = w.opened.time.write();
         w.tracker.on_batch(pos, &header, config.index_interval_bytes, &mut index, &mut time);
+    } else {
+        // Most appends add no index entry: they take neither index lock.
+        w.tracker.on_batch_between_entries(&header);
     }
     w.pos = pos + len;
     w.active.publish(w.pos, &header);

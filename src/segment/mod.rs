@@ -483,16 +483,36 @@ impl IndexTracker {
         index: &mut OffsetIndex,
         time: &mut TimeIndex,
     ) {
-        if h.max_timestamp > self.max_ts || self.max_ts == NO_TS {
-            self.max_ts = h.max_timestamp;
-            self.max_ts_offset = h.base_offset;
-        }
-        if self.bytes_since_entry > u64::from(interval) {
+        self.note_max_ts(h);
+        if self.entry_due(interval) {
             index.push(h.base_offset, pos);
             time.maybe_push(self.max_ts, self.max_ts_offset);
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += u64::from(h.length);
+    }
+
+    /// Whether the next batch gets index entries ([`on_batch`](Self::on_batch) writes them);
+    /// when it does not, [`on_batch_between_entries`](Self::on_batch_between_entries) does the
+    /// same bookkeeping without the indexes (and their locks).
+    #[inline]
+    pub(crate) fn entry_due(&self, interval: u32) -> bool {
+        self.bytes_since_entry > u64::from(interval)
+    }
+
+    /// [`on_batch`](Self::on_batch) for a batch that gets no index entry.
+    #[inline]
+    pub(crate) fn on_batch_between_entries(&mut self, h: &BatchHeader) {
+        self.note_max_ts(h);
+        self.bytes_since_entry += u64::from(h.length);
+    }
+
+    #[inline]
+    fn note_max_ts(&mut self, h: &BatchHeader) {
+        if h.max_timestamp > self.max_ts || self.max_ts == NO_TS {
+            self.max_ts = h.max_timestamp;
+            self.max_ts_offset = h.base_offset;
+        }
     }
 
     /// The last time-index entry, written when the segment is sealed or closed.
