@@ -32,6 +32,11 @@ pub struct OwnedConsumerRecord {
 
 /// A [`Consumer`] as a stream of records, from [`Consumer::stream`].
 ///
+/// Caught up, it first stays awake for up to 50 µs (it returns `Pending` and wakes its own
+/// task at once, so other tasks run in between), as a blocking [`Consumer::poll`] spins: a
+/// record appended in that window reaches the task within a few microseconds. Then the task
+/// parks until an append (or a group change) wakes it, and takes no CPU.
+///
 /// ```
 /// # #[cfg(feature = "async")] {
 /// use futures_core::Stream;
