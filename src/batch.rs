@@ -244,6 +244,29 @@ pub(crate) fn check_features(header: &BatchHeader) -> Result<(), CorruptKind> {
     Ok(())
 }
 
+/// Records between two entries of a [`record_directory`].
+pub(crate) const DIR_STRIDE: u32 = 8;
+
+/// For a checked batch whose offsets have no gap (as the writer makes them: record `i` at
+/// `base_offset + i`) and that holds at least `4 × DIR_STRIDE` records: the byte position,
+/// from the batch start, of records `0, DIR_STRIDE, 2 × DIR_STRIDE, …`, found by a full
+/// decoding walk. `None` for other batches, or when a record is malformed.
+pub(crate) fn record_directory(buf: &[u8], header: BatchHeader) -> Option<Box<[u32]>> {
+    let dense = u64::from(header.record_count) == u64::from(header.last_offset_delta) + 1;
+    if !dense || header.record_count < 4 * DIR_STRIDE || u32::try_from(buf.len()).is_err() {
+        return None;
+    }
+    let mut it = RecordIter::new(buf, header);
+    let mut dir = Vec::with_capacity(header.record_count.div_ceil(DIR_STRIDE) as usize);
+    for i in 0..header.record_count {
+        if i % DIR_STRIDE == 0 {
+            dir.push((buf.len() - it.rest.len()) as u32);
+        }
+        it.next_checked().ok()??;
+    }
+    it.rest_is_empty().then(|| dir.into_boxed_slice())
+}
+
 /// Iterates the records of a batch already checked with [`validate`] or [`verify`].
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
@@ -261,6 +284,23 @@ impl<'a> RecordIter<'a> {
             rest: buf.get(HEADER_LEN..).unwrap_or(&[]),
             remaining: header.record_count,
             last_delta: None,
+        }
+    }
+
+    /// Iterates the dense batch in `buf` (header included) from the record that
+    /// [`record_directory`] entry `dir` lists at or below `offset`: the records before it are
+    /// passed over without being read. `dir` must be that function's result for these bytes.
+    pub(crate) fn from_directory(buf: &'a [u8], header: BatchHeader, dir: &[u32], offset: u64) -> Self {
+        let want = offset.saturating_sub(header.base_offset) / u64::from(DIR_STRIDE);
+        let j = usize::try_from(want).unwrap_or(usize::MAX).min(dir.len().saturating_sub(1));
+        let Some(&pos) = dir.get(j) else { return RecordIter::new(buf, header) };
+        let skipped = j as u32 * DIR_STRIDE;
+        RecordIter {
+            header,
+            rest: buf.get(pos as usize..).unwrap_or(&[]),
+            remaining: header.record_count.saturating_sub(skipped),
+            // Dense: record i has offset delta i.
+            last_delta: skipped.checked_sub(1).map(u64::from),
         }
     }
 

@@ -264,7 +264,10 @@
 //!   files instead of changing them) a batch that starts at an offset-index entry is checked
 //!   the first time a read returns it through an open handle of the segment, and the pass is
 //!   remembered for that handle: later reads of that batch skip the CRC (not the framing
-//!   walk). A handle lives while the segment is in the partition's open-file cache or a
+//!   walk). The second small read of such a batch (with no offset gap and at least 32
+//!   records) walks the framing of all its records once and keeps the position of every 8th
+//!   record with the handle; later small reads decode from the nearest one at or before the
+//!   record asked for, so the records before it are not walked again. A handle lives while the segment is in the partition's open-file cache or a
 //!   returned [`Records`](crate::Records) holds it; a new handle checks again. So damage that
 //!   appears on the disk after a batch was read is caught at the next open of the segment (at
 //!   the latest, at the next open of the partition), and damage present before is caught at

@@ -114,3 +114,52 @@ fn varints_round_trip_at_the_edges() {
     // An overlong varint is refused.
     assert_eq!(Reader::new(&[0xff; 11]).uvarint(), None);
 }
+
+#[test]
+fn iterating_from_the_record_directory_yields_what_a_full_walk_yields() {
+    // Records of assorted sizes (keys, tombstones, headers), so positions are irregular.
+    let vals: Vec<Vec<u8>> = (0..200usize).map(|i| vec![i as u8; (i * 37) % 300]).collect();
+    let records: Vec<Record<'_>> = (0..200usize)
+        .map(|i| {
+            let r = Record::new().key(format!("k{i}")).timestamp(i as i64);
+            let r = if i % 11 == 0 { r } else { r.value(&vals[i][..]) };
+            if i % 7 == 0 { r.header("h", "x") } else { r }
+        })
+        .collect();
+    let buf = build(&records, 1_000);
+    let h = validate(&buf).unwrap();
+    let dir = record_directory(&buf, h).expect("a dense batch of 200 records has a directory");
+    assert_eq!(dir.len(), 25, "one entry per eight records");
+    let all: Vec<_> = RecordIter::new(&buf, h).map(|r| r.to_owned()).collect();
+    for target in 1_000..1_200u64 {
+        let mut it = RecordIter::from_directory(&buf, h, &dir, target);
+        it.skip_before(target).unwrap();
+        let got: Vec<_> = it.map(|r| r.to_owned()).collect();
+        assert_eq!(got, all[(target - 1_000) as usize..], "from offset {target}");
+    }
+    // Below the batch and past it: the whole batch, and nothing.
+    let got: Vec<_> = RecordIter::from_directory(&buf, h, &dir, 0).map(|r| r.to_owned()).collect();
+    assert_eq!(got, all);
+    let mut it = RecordIter::from_directory(&buf, h, &dir, 5_000);
+    it.skip_before(5_000).unwrap();
+    assert_eq!(it.count(), 0);
+}
+
+#[test]
+fn only_dense_batches_of_enough_records_get_a_directory() {
+    let many: Vec<Record<'_>> = (0..64).map(|_| Record::new().value("v")).collect();
+    let buf = build(&many, 0);
+    assert!(record_directory(&buf, validate(&buf).unwrap()).is_some());
+    let few = build(&many[..31], 0);
+    assert!(record_directory(&few, validate(&few).unwrap()).is_none(), "31 records: walking them is cheap");
+    // An offset gap, as compaction leaves: record i is no longer at base + i.
+    let mut b = BatchBuilder::new();
+    b.begin(0);
+    for i in 0..64u64 {
+        b.push(&Record::new().value("v"), i * 2, 1);
+    }
+    let gappy = b.finish(0, None).0.to_vec();
+    let h = validate(&gappy).unwrap();
+    assert_eq!(h.last_offset_delta, 126);
+    assert!(record_directory(&gappy, h).is_none());
+}

@@ -129,7 +129,14 @@ pub(crate) struct Opened {
     /// Sealed, memory-mapped segments only: bit `c` is set once a read has been served from
     /// the `MAP_CHUNK`-byte chunk `c` of the file (see [`Opened::map_warm`]).
     touched: bits::AtomicBits,
+    /// Sealed segments only: the record directory (see [`crate::batch::record_directory`]) of
+    /// the batch at offset-index entry `i`, built the second time a read lands on that batch
+    /// through this handle. Allocated at the first one.
+    dirs: OnceLock<Box<[RecordDirSlot]>>,
 }
+
+/// One batch's record directory, set once (empty: the batch cannot have one).
+type RecordDirSlot = OnceLock<Box<[u32]>>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -148,6 +155,7 @@ impl Opened {
             time: RwLock::new(time),
             verified: bits::AtomicBits::default(),
             touched: bits::AtomicBits::default(),
+            dirs: OnceLock::new(),
         })
     }
 
@@ -163,6 +171,7 @@ impl Opened {
             time: RwLock::new(time),
             verified: bits::AtomicBits::new(entries),
             touched: bits::AtomicBits::new(chunks),
+            dirs: OnceLock::new(),
         })
     }
 
@@ -177,6 +186,27 @@ impl Opened {
     #[inline]
     pub(crate) fn mark_verified(&self, slot: usize) {
         self.verified.set(slot);
+    }
+
+    /// The record directory of the (verified) batch at offset-index entry `slot`, building it
+    /// with `batch` when there is none yet. `None` for the active segment and for batches that
+    /// cannot have one.
+    pub(crate) fn record_dir(&self, slot: usize, batch: impl FnOnce() -> Option<Box<[u32]>>) -> Option<&[u32]> {
+        let n = self.verified.len();
+        if slot >= n || !self.is_verified(slot) {
+            return None;
+        }
+        let dirs = self.dirs.get_or_init(|| (0..n).map(|_| OnceLock::new()).collect());
+        let d = dirs.get(slot)?;
+        // An empty directory records that the batch cannot have one.
+        let d = d.get_or_init(|| batch().unwrap_or_default());
+        (!d.is_empty()).then_some(&**d)
+    }
+
+    /// The record directory of the batch at entry `slot`: `None` when none was built yet,
+    /// empty when the batch cannot have one.
+    pub(crate) fn existing_record_dir(&self, slot: usize) -> Option<&[u32]> {
+        self.dirs.get()?.get(slot)?.get().map(|d| &**d)
     }
 
     /// For a small read at `pos` of a sealed, mapped segment: whether to use the map (true) or
