@@ -345,6 +345,192 @@ fn intent_cut_at_a_segment_end_is_carried_out() -> TestResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Intent load and redo (partition/intent.rs): the copy of the kept prefix in 1 MiB chunks, a
+// missing or unreadable segment, an oversized intent file.
+
+/// A cut intent that keeps more than one copy chunk (1 MiB) of a segment, ending inside the
+/// second chunk, is carried out at open to exactly the kept bytes: the log ends at the target
+/// and the segment holds the kept prefix, nothing after it. Kills `cut - pos` -> `cut + pos`
+/// in `apply_files` (the second chunk copied whole, past the cut), and `len < cut` -> `len > cut`
+/// in `redo_on_open` (a segment longer than the cut taken for one that never held it).
+#[test]
+fn intent_cut_keeping_more_than_one_copy_chunk_keeps_exactly_the_prefix() -> TestResult {
+    let big = |o: u64| format!("{o:08}").repeat(128).into_bytes(); // 1 KiB a record
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = spec::single_batches(0, 3000, big);
+    assert!(log.len() > 2 << 20, "{} bytes", log.len());
+    write_segment(&dir, 0, &log)?;
+    // The first batch that starts past 1.5 MiB: the cut keeps everything before it.
+    let (target, (cut, _)) =
+        spec::batches(&log).into_iter().enumerate().find(|(_, (pos, _))| *pos > 3 << 19).ok_or("no batch")?;
+    let (target, cut) = (target as u64, cut as u64);
+    std::fs::write(dir.join("segments.intent"), spec::cut_intent(target, 0, cut, &[]))?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().finished_intent, Some("truncate"));
+    assert_eq!(p.recovery_report().tail_cut, None);
+    assert_eq!(p.log_end_offset(), target);
+    let got: Vec<(u64, Option<Vec<u8>>)> = read_all(&p)?.into_iter().map(|r| (r.offset, r.value)).collect();
+    let want: Vec<(u64, Option<Vec<u8>>)> = (0..target).map(|o| (o, Some(big(o)))).collect();
+    assert!(got == want, "{} records read, {target} kept", got.len());
+    drop(p);
+    assert_eq!(std::fs::read(dir.join(spec::seg_name(0, "log")))?, log[..cut as usize]);
+    Ok(())
+}
+
+/// A cut intent in a segment that is not there (the plan never became durable, and the log
+/// already ends below its target) is dropped at open: the log is opened as found. Kills the
+/// `NotFound` guard in `redo_on_open` forced false or inverted (the open failing instead).
+#[test]
+fn intent_cut_in_a_missing_segment_is_dropped() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    write_segment(&dir, 0, &spec::single_batches(0, 10, value_of))?;
+    std::fs::write(dir.join("segments.intent"), spec::cut_intent(15, 10, 100, &[]))?;
+    let p = Partition::open(&dir)?;
+    assert!(!dir.join("segments.intent").exists(), "the intent was kept");
+    assert_eq!(p.log_end_offset(), 10);
+    assert_values(&p, 0..10)?;
+    Ok(())
+}
+
+/// `EIO` on Linux.
+const EIO: i32 = 5;
+
+/// The real file system, seen through partlog's I/O seam: opening `fail_open` for reading
+/// fails with `EIO`, and the bytes read through every handle are counted (no read maps, so
+/// every byte goes through `read_at`).
+#[derive(Debug, Default)]
+struct SeamFs {
+    fail_open: Option<std::path::PathBuf>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug)]
+struct SeamFile {
+    inner: Box<dyn partlog::fs::FileHandle>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl partlog::fs::FileSystem for SeamFs {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        partlog::fs::StdFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<partlog::fs::DirEntry>> {
+        partlog::fs::StdFs.read_dir(path)
+    }
+    fn entry_kind(&self, path: &Path) -> std::io::Result<Option<partlog::fs::EntryKind>> {
+        partlog::fs::StdFs.entry_kind(path)
+    }
+    fn open(&self, path: &Path, mode: partlog::fs::OpenMode) -> std::io::Result<Box<dyn partlog::fs::FileHandle>> {
+        if self.fail_open.as_deref() == Some(path) && mode == partlog::fs::OpenMode::Read {
+            return Err(std::io::Error::from_raw_os_error(EIO));
+        }
+        let inner = partlog::fs::StdFs.open(path, mode)?;
+        Ok(Box::new(SeamFile { inner, read: Arc::clone(&self.read) }))
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        partlog::fs::StdFs.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        partlog::fs::StdFs.remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        partlog::fs::StdFs.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        partlog::fs::StdFs.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn partlog::fs::DirLock>> {
+        partlog::fs::StdFs.lock(path)
+    }
+}
+
+impl partlog::fs::FileHandle for SeamFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        let n = self.inner.read_at(buf, pos)?;
+        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        self.inner.write_at(buf, pos)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {
+        self.inner.enable_mapped_writes(max_len)
+    }
+    fn hole_at_or_after(&self, pos: u64) -> std::io::Result<u64> {
+        self.inner.hole_at_or_after(pos)
+    }
+    fn data_at_or_after(&self, pos: u64) -> std::io::Result<Option<u64>> {
+        self.inner.data_at_or_after(pos)
+    }
+}
+
+/// A cut intent whose segment is there but cannot be opened (an I/O error) fails the open and
+/// is kept for the next one: only a segment that is missing lets the plan go. Kills the
+/// `NotFound` guard in `redo_on_open` forced true (any error taken for a missing segment).
+#[test]
+fn intent_cut_in_a_segment_that_cannot_be_opened_is_kept() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = spec::single_batches(0, 10, value_of);
+    write_segment(&dir, 0, &log)?;
+    write_segment(&dir, 10, &spec::single_batches(10, 10, value_of))?;
+    let intent = spec::cut_intent(5, 0, spec::batches(&log)[5].0 as u64, &[]);
+    std::fs::write(dir.join("segments.intent"), &intent)?;
+    let seg0 = dir.join(spec::seg_name(0, "log"));
+    let fs = Arc::new(SeamFs { fail_open: Some(seg0.clone()), ..SeamFs::default() });
+    match Partition::options().fs(fs).open(&dir) {
+        Err(Error::Io { path, source }) => assert_eq!((path, source.raw_os_error()), (seg0, Some(EIO))),
+        Ok(p) => panic!("opened, log end {}", p.log_end_offset()),
+        Err(e) => return Err(e.into()),
+    }
+    assert_eq!(std::fs::read(dir.join("segments.intent"))?, intent, "the intent was dropped");
+    // Once the segment can be read, the next open carries the plan out.
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().finished_intent, Some("truncate"));
+    assert_eq!(p.log_end_offset(), 5);
+    assert_values(&p, 0..5)?;
+    Ok(())
+}
+
+/// An intent file larger than any intent partlog writes (the largest, a cut rewriting a batch
+/// of the 2 GiB limit, is 2 GiB + 43 bytes) is removed unread: open neither allocates nor
+/// reads what its size says. Here 3 GiB, sparse. Kills the size guard in `load` forced true
+/// and the bound `(1 << 31) + 64` loosened to `(1 << 31) * 64`.
+#[test]
+fn an_intent_file_larger_than_any_intent_is_removed_unread() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    write_segment(&dir, 0, &spec::single_batches(0, 10, value_of))?;
+    let f = std::fs::File::create(dir.join("segments.intent"))?;
+    f.set_len(3 << 30)?;
+    drop(f);
+    let fs = Arc::new(SeamFs::default());
+    let read = Arc::clone(&fs.read);
+    let p = Partition::options().fs(fs).open(&dir)?;
+    assert!(!dir.join("segments.intent").exists(), "the oversized intent was kept");
+    assert_eq!(p.recovery_report().finished_intent, None);
+    let n = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n < 1 << 20, "{n} bytes read at open");
+    assert_eq!(p.log_end_offset(), 10);
+    assert_values(&p, 0..10)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Truncation crash sweeps under `Os` and `flush.messages=3` (partition/truncate.rs: the fsync
 // of the kept bytes before the intent).
 

@@ -333,4 +333,131 @@ mod tests {
             assert_eq!(Intent::decode(&i.encode()), None, "{i:?}");
         }
     }
+
+    /// The bytes of an intent of `kind` with `payload` and a valid CRC, laid out by hand as the
+    /// module docs say, so that payloads `encode` never writes can be tried.
+    fn crafted(kind: u16, payload: &[u8]) -> Vec<u8> {
+        crafted_as(b"PLIN", 1, kind, payload)
+    }
+
+    fn crafted_as(magic: &[u8; 4], version: u16, kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut b = magic.to_vec();
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        b.extend_from_slice(payload);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn cut_payload(target: u64, seg_base: u64, cut: u64, rlen: u32, rewrite: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        for v in [target, seg_base, cut] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.extend_from_slice(&rlen.to_le_bytes());
+        p.extend_from_slice(rewrite);
+        p
+    }
+
+    fn u64s(v: &[u64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// A file with another magic or another version is not an intent of this format, even
+    /// with a matching CRC. Kills `||` -> `&&` in the header check.
+    #[test]
+    fn another_magic_or_version_is_no_intent() {
+        let reset = 7u64.to_le_bytes();
+        assert_eq!(Intent::decode(&crafted(1, &reset)), Some(Intent::Reset { target: 7 }));
+        assert_eq!(Intent::decode(&crafted_as(b"PLIX", 1, 1, &reset)), None, "magic");
+        assert_eq!(Intent::decode(&crafted_as(b"PLIN", 2, 1, &reset)), None, "version 2");
+        assert_eq!(Intent::decode(&crafted_as(b"PLIN", 0, 1, &reset)), None, "version 0");
+    }
+
+    /// Kills `>` -> `>=` and `>` -> `==` on the target bound, `>` -> `>=` on the segment base,
+    /// and `||` -> `&&` between the length check and the target bound.
+    #[test]
+    fn a_cut_is_taken_up_to_its_bounds_and_refused_past_them() {
+        let max = crate::batch::MAX_OFFSET;
+        // The largest offset a log can end at, and a cut at a segment's own base (truncating to
+        // exactly where a segment starts keeps none of its bytes): both are plans partlog makes.
+        for (target, seg_base) in [(max, 0), (max, max), (20, 20)] {
+            assert_eq!(
+                Intent::decode(&crafted(0, &cut_payload(target, seg_base, 0, 0, &[]))),
+                Some(Intent::Cut { target, seg_base, cut: 0, rewrite: Vec::new() }),
+                "target {target}, segment {seg_base}"
+            );
+        }
+        // Each implausible field alone refuses the plan.
+        for (what, payload) in [
+            ("target past the largest offset", cut_payload(max + 1, 0, 0, 0, &[])),
+            ("segment above the target", cut_payload(20, 21, 0, 0, &[])),
+            ("rewrite shorter than its length", cut_payload(10, 0, 100, 5, &[])),
+            ("rewrite longer than its length", cut_payload(10, 0, 100, 0, &[0; 3])),
+        ] {
+            assert_eq!(Intent::decode(&crafted(0, &payload)), None, "{what}");
+        }
+    }
+
+    /// The reset rule as the format gives it: one target, up to the largest offset.
+    #[test]
+    fn a_reset_is_exactly_one_target_up_to_the_largest_offset() {
+        let max = crate::batch::MAX_OFFSET;
+        assert_eq!(Intent::decode(&crafted(1, &max.to_le_bytes())), Some(Intent::Reset { target: max }));
+        assert_eq!(Intent::decode(&crafted(1, &(max + 1).to_le_bytes())), None);
+        // Bytes after the target: not a reset partlog wrote.
+        assert_eq!(Intent::decode(&crafted(1, &u64s(&[7, 0]))), None);
+        assert_eq!(Intent::decode(&crafted(1, &[7, 0, 0, 0, 0, 0, 0, 0, 0])), None);
+    }
+
+    /// Kills `<` -> `<=` in the ascending check.
+    #[test]
+    fn a_replace_names_distinct_ascending_segments() {
+        // A base named twice on either side is no run of segments.
+        for (old, new) in [(vec![0, 10, 10], vec![0]), (vec![0, 10], vec![0, 5, 5]), (vec![0, 0], vec![0, 0])] {
+            let mut p = Vec::new();
+            p.extend_from_slice(&(old.len() as u32).to_le_bytes());
+            p.extend_from_slice(&(new.len() as u32).to_le_bytes());
+            p.extend_from_slice(&u64s(&old));
+            p.extend_from_slice(&u64s(&new));
+            assert_eq!(Intent::decode(&crafted(2, &p)), None, "old {old:?}, new {new:?}");
+        }
+    }
+
+    /// The counts say how many bases follow: a payload with more (or fewer) bytes than they
+    /// name is not a replace partlog wrote, even if its bases would make a plausible plan.
+    /// Kills `||` -> `&&` before the length check.
+    #[test]
+    fn a_replace_payload_holds_exactly_the_bases_its_counts_name() {
+        let replace = |no: u32, nn: u32, bases: &[u64], extra: &[u8]| {
+            let mut p = Vec::new();
+            p.extend_from_slice(&no.to_le_bytes());
+            p.extend_from_slice(&nn.to_le_bytes());
+            p.extend_from_slice(&u64s(bases));
+            p.extend_from_slice(extra);
+            Intent::decode(&crafted(2, &p))
+        };
+        assert_eq!(replace(1, 1, &[0, 0], &[]), Some(Intent::Replace { old: vec![0], new: vec![0] }));
+        assert_eq!(replace(1, 1, &[0, 0, 10], &[]), None, "one base too many");
+        assert_eq!(replace(1, 2, &[0, 0], &[]), None, "one base too few");
+        assert_eq!(replace(1, 1, &[0, 0], &[0; 4]), None, "trailing bytes");
+    }
+
+    /// Exactly `MAX_REPLACED` on either side is taken, one more is not. Kills `>` -> `>=` and
+    /// `>` -> `==` on both counts and `||` -> `&&` before each count's bound.
+    #[test]
+    fn a_replace_names_at_most_its_limit_of_segments_on_either_side() {
+        let many = |n: usize| (0..n as u64).map(|i| i * 10).collect::<Vec<u64>>();
+        for (old, new) in [(many(MAX_REPLACED), vec![0]), (vec![0], many(MAX_REPLACED))] {
+            let (no, nn) = (old.len(), new.len());
+            let i = Intent::Replace { old, new };
+            assert!(Intent::decode(&i.encode()) == Some(i), "{no} old, {nn} new: refused at the limit");
+        }
+        for (old, new) in [(many(MAX_REPLACED + 1), vec![0]), (vec![0], many(MAX_REPLACED + 1))] {
+            let (no, nn) = (old.len(), new.len());
+            assert!(Intent::decode(&Intent::Replace { old, new }.encode()).is_none(), "{no} old, {nn} new: taken");
+        }
+    }
 }
