@@ -152,6 +152,8 @@ fn only_dense_batches_of_enough_records_get_a_directory() {
     assert!(record_directory(&buf, validate(&buf).unwrap()).is_some());
     let few = build(&many[..31], 0);
     assert!(record_directory(&few, validate(&few).unwrap()).is_none(), "31 records: walking them is cheap");
+    let enough = build(&many[..32], 0);
+    assert_eq!(record_directory(&enough, validate(&enough).unwrap()).map(|d| d.len()), Some(4), "32 records do");
     // An offset gap, as compaction leaves: record i is no longer at base + i.
     let mut b = BatchBuilder::new();
     b.begin(0);
