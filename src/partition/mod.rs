@@ -230,6 +230,9 @@ pub(crate) struct Inner {
     pub(crate) appending: std::sync::atomic::AtomicUsize,
     /// How many records the last fsync covered: the next one waits briefly for as many.
     pub(crate) last_group: std::sync::atomic::AtomicUsize,
+    /// Counts finished fsyncs of the group commit (successful or not), so that threads waiting
+    /// for one can watch for its end without the lock.
+    pub(crate) sync_epoch: AtomicU64,
     pub(crate) sync_cv: Condvar,
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_cause: Mutex<Option<Arc<Error>>>,

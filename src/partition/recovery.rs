@@ -453,6 +453,7 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
         sync_cv: Condvar::new(),
         appending: std::sync::atomic::AtomicUsize::new(0),
         last_group: std::sync::atomic::AtomicUsize::new(1),
+        sync_epoch: AtomicU64::new(0),
         poisoned: AtomicBool::new(false),
         poison_cause: Mutex::new(None),
         closed: AtomicBool::new(false),
