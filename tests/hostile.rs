@@ -15,6 +15,7 @@ use partlog::{
 };
 
 mod common;
+use common::counting_fs::CountingFs;
 use common::{Rng, seed};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -25,83 +26,6 @@ const HEADER_LEN: usize = 68;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The real file system, counting the bytes read through partlog's I/O seam: what a bound on
-/// work measures, where a time limit would depend on the machine.
-#[derive(Debug, Default)]
-struct CountingFs {
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Box<dyn partlog::fs::FileHandle>,
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl partlog::fs::FileSystem for CountingFs {
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.create_dir_all(path)
-    }
-    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<partlog::fs::DirEntry>> {
-        partlog::fs::StdFs.read_dir(path)
-    }
-    fn entry_kind(&self, path: &Path) -> std::io::Result<Option<partlog::fs::EntryKind>> {
-        partlog::fs::StdFs.entry_kind(path)
-    }
-    fn open(&self, path: &Path, mode: partlog::fs::OpenMode) -> std::io::Result<Box<dyn partlog::fs::FileHandle>> {
-        let inner = partlog::fs::StdFs.open(path, mode)?;
-        Ok(Box::new(CountingFile { inner, read: std::sync::Arc::clone(&self.read) }))
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.remove_dir_all(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn partlog::fs::DirLock>> {
-        partlog::fs::StdFs.lock(path)
-    }
-}
-
-impl partlog::fs::FileHandle for CountingFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, pos)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
-    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
-        self.inner.write_at(buf, pos)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {
-        self.inner.enable_mapped_writes(max_len)
-    }
-    // No read maps: every byte read goes through `read_at` and is counted.
-    fn hole_at_or_after(&self, pos: u64) -> std::io::Result<u64> {
-        self.inner.hole_at_or_after(pos)
-    }
-    fn data_at_or_after(&self, pos: u64) -> std::io::Result<Option<u64>> {
-        self.inner.data_at_or_after(pos)
-    }
-}
 
 fn value_of(offset: u64) -> Vec<u8> {
     format!("value-{offset}-{}", "x".repeat((offset % 13) as usize)).into_bytes()

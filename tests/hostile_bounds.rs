@@ -5,91 +5,16 @@
 
 #![cfg(target_os = "linux")]
 
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use partlog::fs::{DirEntry, DirLock, EntryKind, FileHandle, FileSystem, OpenMode, StdFs};
 use partlog::{Partition, Record};
 
+mod common;
 mod spec;
+use common::counting_fs::CountingFs;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// The real file system, counting bytes read.
-#[derive(Debug, Default)]
-struct CountingFs {
-    read: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Box<dyn FileHandle>,
-    read: Arc<AtomicU64>,
-}
-
-impl FileSystem for CountingFs {
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        StdFs.create_dir_all(path)
-    }
-    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<DirEntry>> {
-        StdFs.read_dir(path)
-    }
-    fn entry_kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
-        StdFs.entry_kind(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Box<dyn FileHandle>> {
-        Ok(Box::new(CountingFile { inner: StdFs.open(path, mode)?, read: Arc::clone(&self.read) }))
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        StdFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        StdFs.remove_dir_all(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        StdFs.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn DirLock>> {
-        StdFs.lock(path)
-    }
-}
-
-impl FileHandle for CountingFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, pos)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
-        self.inner.write_at(buf, pos)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {
-        self.inner.enable_mapped_writes(max_len)
-    }
-    // No read maps: every byte read goes through `read_at` and is counted.
-    fn hole_at_or_after(&self, pos: u64) -> std::io::Result<u64> {
-        self.inner.hole_at_or_after(pos)
-    }
-    fn data_at_or_after(&self, pos: u64) -> std::io::Result<Option<u64>> {
-        self.inner.data_at_or_after(pos)
-    }
-}
 
 const TAIL: u64 = (9 << 30) / 2; // 4.5 GiB: beyond any u32 position
 

@@ -13,6 +13,7 @@ use partlog::{CorruptKind, Durability, Error, ManualClock, Partition, Record, St
 
 mod common;
 mod spec;
+use common::counting_fs::{CountingFs, EIO};
 use common::{Rng, seed};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -394,90 +395,6 @@ fn intent_cut_in_a_missing_segment_is_dropped() -> TestResult {
     Ok(())
 }
 
-/// `EIO` on Linux.
-const EIO: i32 = 5;
-
-/// The real file system, seen through partlog's I/O seam: opening `fail_open` for reading
-/// fails with `EIO`, and the bytes read through every handle are counted (no read maps, so
-/// every byte goes through `read_at`).
-#[derive(Debug, Default)]
-struct SeamFs {
-    fail_open: Option<std::path::PathBuf>,
-    read: Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[derive(Debug)]
-struct SeamFile {
-    inner: Box<dyn partlog::fs::FileHandle>,
-    read: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl partlog::fs::FileSystem for SeamFs {
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.create_dir_all(path)
-    }
-    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<partlog::fs::DirEntry>> {
-        partlog::fs::StdFs.read_dir(path)
-    }
-    fn entry_kind(&self, path: &Path) -> std::io::Result<Option<partlog::fs::EntryKind>> {
-        partlog::fs::StdFs.entry_kind(path)
-    }
-    fn open(&self, path: &Path, mode: partlog::fs::OpenMode) -> std::io::Result<Box<dyn partlog::fs::FileHandle>> {
-        if self.fail_open.as_deref() == Some(path) && mode == partlog::fs::OpenMode::Read {
-            return Err(std::io::Error::from_raw_os_error(EIO));
-        }
-        let inner = partlog::fs::StdFs.open(path, mode)?;
-        Ok(Box::new(SeamFile { inner, read: Arc::clone(&self.read) }))
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.remove_dir_all(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        partlog::fs::StdFs.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn partlog::fs::DirLock>> {
-        partlog::fs::StdFs.lock(path)
-    }
-}
-
-impl partlog::fs::FileHandle for SeamFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, pos)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
-    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
-        self.inner.write_at(buf, pos)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {
-        self.inner.enable_mapped_writes(max_len)
-    }
-    fn hole_at_or_after(&self, pos: u64) -> std::io::Result<u64> {
-        self.inner.hole_at_or_after(pos)
-    }
-    fn data_at_or_after(&self, pos: u64) -> std::io::Result<Option<u64>> {
-        self.inner.data_at_or_after(pos)
-    }
-}
-
 /// A cut intent whose segment is there but cannot be opened (an I/O error) fails the open and
 /// is kept for the next one: only a segment that is missing lets the plan go. Kills the
 /// `NotFound` guard in `redo_on_open` forced true (any error taken for a missing segment).
@@ -491,7 +408,7 @@ fn intent_cut_in_a_segment_that_cannot_be_opened_is_kept() -> TestResult {
     let intent = spec::cut_intent(5, 0, spec::batches(&log)[5].0 as u64, &[]);
     std::fs::write(dir.join("segments.intent"), &intent)?;
     let seg0 = dir.join(spec::seg_name(0, "log"));
-    let fs = Arc::new(SeamFs { fail_open: Some(seg0.clone()), ..SeamFs::default() });
+    let fs = Arc::new(CountingFs { fail_open: Some(seg0.clone()), ..CountingFs::default() });
     match Partition::options().fs(fs).open(&dir) {
         Err(Error::Io { path, source }) => assert_eq!((path, source.raw_os_error()), (seg0, Some(EIO))),
         Ok(p) => panic!("opened, log end {}", p.log_end_offset()),
@@ -518,7 +435,7 @@ fn an_intent_file_larger_than_any_intent_is_removed_unread() -> TestResult {
     let f = std::fs::File::create(dir.join("segments.intent"))?;
     f.set_len(3 << 30)?;
     drop(f);
-    let fs = Arc::new(SeamFs::default());
+    let fs = Arc::new(CountingFs::default());
     let read = Arc::clone(&fs.read);
     let p = Partition::options().fs(fs).open(&dir)?;
     assert!(!dir.join("segments.intent").exists(), "the oversized intent was kept");

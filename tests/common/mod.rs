@@ -2,6 +2,8 @@
 //! randomized test prints its seed and replays from `PARTLOG_SEED`.
 #![allow(dead_code)]
 
+pub mod counting_fs;
+
 /// splitmix64: small, seedable, good enough for test data.
 pub struct Rng(pub u64);
 
