@@ -319,7 +319,8 @@ fn read_segment(
         .is_some();
     if mapped {
         if small {
-            prefetch_small_read(&opened, entry, slot, next, offset, interval, seg_len);
+            let r = prefetch_range(&opened, entry, slot, next, offset, interval);
+            prefetch_small_read(&opened, entry.position, r, seg_len);
         }
         let from = start_position(&*opened.file, entry, seg_len);
         let avail = usize::try_from(seg_len - from).unwrap_or(usize::MAX);
@@ -400,21 +401,12 @@ const PREFETCH_MAX: usize = 65_536;
 const PREFETCH_SLACK: usize = 1_024;
 
 /// The walk to a small read's record reads its batch's record headers one after another, each
-/// address known only after the last: ask for the lines at once instead (see
-/// [`prefetch_range`]), before even the batch header is read.
-fn prefetch_small_read(
-    opened: &Opened,
-    entry: crate::segment::IndexEntry,
-    slot: Option<usize>,
-    next: Option<(u64, u64)>,
-    offset: u64,
-    interval: u32,
-    seg_len: u64,
-) {
-    let left = usize::try_from(seg_len - entry.position).unwrap_or(usize::MAX);
-    let r = prefetch_range(opened, entry, slot, next, offset, interval);
+/// address known only after the last: ask for the lines `r` (from [`prefetch_range`], relative
+/// to the index entry's position `at`) at once instead, before even the batch header is read.
+fn prefetch_small_read(opened: &Opened, at: u64, r: std::ops::Range<usize>, seg_len: u64) {
+    let left = usize::try_from(seg_len - at).unwrap_or(usize::MAX);
     let (from, to) = (r.start.min(left), r.end.min(left));
-    if let Some(bytes) = opened.file.mapped_slice(entry.position, to) {
+    if let Some(bytes) = opened.file.mapped_slice(at, to) {
         // The batch header, then the records.
         prefetch_lines(bytes.get(..64.min(to)).unwrap_or(&[]));
         prefetch_lines(bytes.get(from..).unwrap_or(&[]));
