@@ -147,6 +147,10 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
     report.keys_mapped = map.len() as u64;
     report.map_bytes = map.memory_bytes();
     report.cleaned = true;
+    // The mapped range's latest records as a bitmap, when it fits in the memory the map left
+    // over: phase 2 then decides those records without hashing or looking up their keys.
+    let spare = opts.dedupe_buffer_bytes.saturating_sub(map.memory_bytes());
+    let survivors = Survivors::build(&map, c.first_dirty, latest, spare);
 
     // Phase 2: rewrite every sealed segment that starts below the end of the mapped range.
     let to_clean: Vec<Arc<SegmentState>> = sealed.iter().take_while(|s| s.base < end).cloned().collect();
@@ -169,7 +173,7 @@ pub(crate) fn run(inner: &Inner, opts: &CleanerOptions, throttle: &Throttle, for
     for n in groups {
         let group = &to_clean[at..at + n];
         at += n;
-        let ctx = Ctx { map: &map, latest, now, config: &config, throttle };
+        let ctx = Ctx { map: &map, survivors: survivors.as_ref(), latest, now, config: &config, throttle };
         let outcome = clean_group(inner, group, &ctx, &mut report);
         let p = match outcome {
             Ok(Some(p)) => p,
@@ -238,8 +242,52 @@ fn start_position(opened: &Opened, offset: u64) -> u64 {
     if ok { e.position } else { 0 }
 }
 
+/// Which offsets of `[first, last]` hold their key's latest record (one bit per offset), built
+/// from the map after phase 1. Every keyed record of the mapped range was put into the map,
+/// so a record there is its key's latest exactly when the map holds its offset: the bit
+/// answers what a lookup would, from a table a few hundred times smaller than the map and
+/// read in offset order.
+struct Survivors {
+    first: u64,
+    last: u64,
+    bits: Vec<u64>,
+}
+
+impl Survivors {
+    /// `None` when the range's bitmap would take more than `budget` bytes.
+    fn build(map: &OffsetMap, first: u64, last: u64, budget: u64) -> Option<Survivors> {
+        let words = last.checked_sub(first)?.checked_add(1)?.div_ceil(64);
+        if words.checked_mul(8)? > budget {
+            return None;
+        }
+        let mut bits = vec![0u64; usize::try_from(words).ok()?];
+        map.for_each_offset(|o| {
+            if (first..=last).contains(&o) {
+                let i = o - first;
+                bits[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        });
+        Some(Survivors { first, last, bits })
+    }
+
+    /// Whether the bitmap decides `offset` (it lies in the mapped range).
+    #[inline]
+    fn covers(&self, offset: u64) -> bool {
+        (self.first..=self.last).contains(&offset)
+    }
+
+    /// Whether the record at `offset` (inside the range) is its key's latest.
+    #[inline]
+    fn is_latest(&self, offset: u64) -> bool {
+        let i = offset - self.first;
+        self.bits[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+}
+
 struct Ctx<'a> {
     map: &'a OffsetMap,
+    /// The mapped range's latest records, when the bitmap fit in memory.
+    survivors: Option<&'a Survivors>,
     /// Records above this were not mapped: they are kept as they are.
     latest: u64,
     now: i64,
@@ -329,7 +377,9 @@ fn clean_group(
                 let mut it = RecordIter::new(b.bytes, h);
                 while let Some((r, enc)) = it.next_with_bytes().map_err(|k| Error::corrupt(&path, b.pos, k))? {
                     let kh = match r.key() {
-                        Some(k) if r.offset() <= ctx.latest => ctx.map.hash(k),
+                        Some(k) if r.offset() <= ctx.latest && !ctx.survivors.is_some_and(|s| s.covers(r.offset())) => {
+                            ctx.map.hash(k)
+                        }
                         _ => 0,
                     };
                     recs.push((r, enc, kh));
@@ -339,11 +389,15 @@ fn clean_group(
                 }
                 let mut kept = 0usize;
                 let mut tombstone_in_range = false;
+                // Identity 0 (the empty key) also marks a record that needs no lookup; a
+                // prefetch skipped for it is only a hint not given.
                 for &(_, _, kh) in recs.iter().take(PREFETCH_AHEAD) {
-                    ctx.map.prefetch(kh);
+                    if kh != 0 {
+                        ctx.map.prefetch(kh);
+                    }
                 }
                 for i in 0..recs.len() {
-                    if let Some(&(_, _, ah)) = recs.get(i + PREFETCH_AHEAD) {
+                    if let Some(&(_, _, ah)) = recs.get(i + PREFETCH_AHEAD).filter(|e| e.2 != 0) {
                         ctx.map.prefetch(ah);
                     }
                     let (r, _, kh) = recs[i];
@@ -418,7 +472,10 @@ fn keep(r: &RecordRef<'_>, key_hash: KeyHash, h: &BatchHeader, ctx: &Ctx<'_>, re
         report.records_removed += 1;
         return false;
     }
-    let latest = ctx.map.get_hash(key_hash).is_none_or(|o| r.offset() >= o);
+    let latest = match ctx.survivors {
+        Some(s) if s.covers(r.offset()) => s.is_latest(r.offset()),
+        _ => ctx.map.get_hash(key_hash).is_none_or(|o| r.offset() >= o),
+    };
     if !latest {
         report.records_removed += 1;
         return false;
@@ -429,4 +486,27 @@ fn keep(r: &RecordRef<'_>, key_hash: KeyHash, h: &BatchHeader, ctx: &Ctx<'_>, re
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_survivor_bitmap_marks_exactly_the_offsets_the_map_holds() {
+        let mut map = OffsetMap::new(64, 0.9);
+        // Key a at 100 then 130, b at 163 (the range's last offset), c at 101.
+        for (k, o) in [(b"a", 100u64), (b"c", 101), (b"a", 130), (b"b", 163)] {
+            assert!(map.put(k, o));
+        }
+        let s = Survivors::build(&map, 100, 163, 8).expect("64 offsets take one word");
+        let latest: Vec<u64> = (100..=163).filter(|&o| s.is_latest(o)).collect();
+        assert_eq!(latest, [101, 130, 163]);
+        assert!(s.covers(100) && s.covers(163) && !s.covers(99) && !s.covers(164));
+        // 65 offsets take two words: 16 bytes.
+        assert!(Survivors::build(&map, 99, 163, 15).is_none(), "over the budget");
+        let s = Survivors::build(&map, 99, 163, 16).expect("within the budget");
+        assert!(s.is_latest(163) && s.is_latest(101) && !s.is_latest(99) && !s.is_latest(100));
+        assert!(Survivors::build(&map, 164, 163, u64::MAX).is_none(), "an empty range");
+    }
 }

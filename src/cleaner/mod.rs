@@ -20,10 +20,14 @@
 //! while mapping or while rewriting, an I/O error, a full disk — changes no file of the log.
 //!
 //! Speed and memory: the key map starts small and grows with the distinct keys (up to
-//! [`CleanerOptions::dedupe_buffer_bytes`]); map slots are prefetched a batch at a time;
-//! surviving records are copied byte for byte (a rewritten batch keeps its base offset and base
-//! timestamp); pages read through a segment's map are released from the resident set behind the
-//! pass.
+//! [`CleanerOptions::dedupe_buffer_bytes`]); map slots are prefetched a batch at a time. Once
+//! the dirty range is mapped, the offsets the map holds (each key's latest) become a bitmap of
+//! one bit per offset of the range, when it fits in what the map left of that memory; the
+//! rewrite then decides a record of the range from its bit, in offset order, instead of
+//! hashing its key and looking it up (records below the range, cleaned before, are still
+//! looked up). Surviving records are copied byte for byte (a rewritten batch keeps its base
+//! offset and base timestamp); pages read through a segment's map are released from the
+//! resident set behind the pass.
 
 pub(crate) mod choose;
 mod clean;

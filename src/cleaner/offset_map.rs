@@ -225,6 +225,16 @@ impl OffsetMap {
         self.get_hash(self.hash(key))
     }
 
+    /// Calls `f` with the offset held in every used slot (each key's latest offset), in slot
+    /// order.
+    pub(crate) fn for_each_offset(&self, mut f: impl FnMut(u64)) {
+        for s in &self.slots {
+            if let Some(o) = s[2].checked_sub(1) {
+                f(o);
+            }
+        }
+    }
+
     /// The largest offset the map covers: records at or below it were all seen.
     pub(crate) fn latest(&self) -> Option<u64> {
         self.latest

@@ -75,6 +75,22 @@ struct Concurrent {
 /// then QUIET again; each append's latency is filed under the phase it started in.
 fn pass_with_appender(path: &Path, v: &Values, segments: usize, seg_bytes: u32) -> Concurrent {
     let p = build(path, v, segments, seg_bytes);
+    with_appender(p, v, |p| {
+        let r = p.run_retention().or_die("partlog retention");
+        check(&r, segments);
+    })
+}
+
+/// The same appender while the files of an identical fixture (in `other`, closed) are
+/// unlinked directly, as [`raw_unlink`] does: what deleting the files costs the appender,
+/// whoever deletes them.
+fn unlink_with_appender(path: &Path, other: &Path, v: &Values, segments: usize, seg_bytes: u32) -> Concurrent {
+    let files = sealed_files(build(other, v, segments, seg_bytes), other);
+    let p = build(path, v, segments, seg_bytes);
+    with_appender(p, v, |_| unlink_all(other, &files))
+}
+
+fn with_appender(p: Partition, v: &Values, pass: impl FnOnce(&Partition)) -> Concurrent {
     // 0: before the pass, 1: during, 2: after, 3: stop.
     let phase = AtomicUsize::new(0);
     let (lat, pass_ms) = std::thread::scope(|s| {
@@ -96,10 +112,9 @@ fn pass_with_appender(path: &Path, v: &Values, segments: usize, seg_bytes: u32) 
         std::thread::sleep(QUIET);
         phase.store(1, Ordering::Release);
         let t = Instant::now();
-        let r = p.run_retention().or_die("partlog retention");
+        pass(&p);
         let ms = t.elapsed().as_secs_f64() * 1e3;
         phase.store(2, Ordering::Release);
-        check(&r, segments);
         std::thread::sleep(QUIET);
         phase.store(3, Ordering::Release);
         (h.join().unwrap_or_else(|_| die("retention: the appender thread panicked")), ms)
@@ -118,13 +133,20 @@ fn pass_with_appender(path: &Path, v: &Values, segments: usize, seg_bytes: u32) 
 /// The floor: unlink the sealed segments' files of the same fixture directly, then fsync the
 /// directory. Returns ms and the number of files.
 fn raw_unlink(path: &Path, v: &Values, segments: usize, seg_bytes: u32) -> (f64, usize) {
-    let p = build(path, v, segments, seg_bytes);
+    let files = sealed_files(build(path, v, segments, seg_bytes), path);
+    let t = Instant::now();
+    unlink_all(path, &files);
+    (t.elapsed().as_secs_f64() * 1e3, files.len())
+}
+
+/// Closes `p` (at `path`) and lists its sealed segments' files.
+fn sealed_files(p: Partition, path: &Path) -> Vec<std::path::PathBuf> {
     let active = p.segments().iter().find(|s| s.active).map_or(0, |s| s.base_offset);
     p.close().or_die("partlog close");
     drop(p);
     // Segment files are named by their 20-digit base offset; everything below the active
     // segment's base belongs to a sealed segment.
-    let files: Vec<_> = std::fs::read_dir(path)
+    std::fs::read_dir(path)
         .or_die("list partition")
         .flatten()
         .map(|e| e.path())
@@ -132,13 +154,15 @@ fn raw_unlink(path: &Path, v: &Values, segments: usize, seg_bytes: u32) -> (f64,
             let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
             name.len() > 20 && name.as_bytes()[20] == b'.' && name[..20].parse::<u64>().is_ok_and(|base| base < active)
         })
-        .collect();
-    let t = Instant::now();
-    for f in &files {
+        .collect()
+}
+
+/// Unlinks `files`, then fsyncs `dir`.
+fn unlink_all(dir: &Path, files: &[std::path::PathBuf]) {
+    for f in files {
         std::fs::remove_file(f).or_die("unlink segment file");
     }
-    std::fs::File::open(path).and_then(|d| d.sync_all()).or_die("fsync dir");
-    (t.elapsed().as_secs_f64() * 1e3, files.len())
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).or_die("fsync dir");
 }
 
 pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
@@ -151,11 +175,11 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
     ));
     rep.line(
         "| round | pass alone | pass with appender | unlink the files (raw) | files | appender p50 / p99 / p99.9 / \
-         max without a pass | during the pass | appends during the pass |",
+         max without a pass | during the pass | during raw unlinks of the same files | appends during the pass |",
     );
-    rep.line("|---|---:|---:|---:|---:|---:|---:|---:|");
+    rep.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let (mut alone, mut with, mut raw, mut ratio) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut p99_without, mut p99_during) = (Vec::new(), Vec::new());
+    let (mut p99_without, mut p99_during, mut p99_raw) = (Vec::new(), Vec::new(), Vec::new());
     let lats = |l: &[f64]| {
         format!(
             "{} / {} / {} / {}",
@@ -167,13 +191,13 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
     };
     for r in 0..rounds {
         let mut a = 0.0;
-        let mut c = None;
+        let (mut c, mut cu) = (None, None);
         let mut u = (0.0, 0);
-        // Rotate which of the three steps runs first.
-        for step in 0..3 {
+        // Rotate which of the four steps runs first.
+        for step in 0..4 {
             let d = tempdir(cfg, "retention");
             let path = d.path().join("p");
-            match (step + r) % 3 {
+            match (step + r) % 4 {
                 0 => {
                     progress(format!("retention: round {} pass alone", r + 1));
                     a = pass_alone(&path, v, segments, seg_bytes);
@@ -182,21 +206,27 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
                     progress(format!("retention: round {} pass with an appender", r + 1));
                     c = Some(pass_with_appender(&path, v, segments, seg_bytes));
                 }
-                _ => {
+                2 => {
                     progress(format!("retention: round {} unlink (raw)", r + 1));
                     u = raw_unlink(&path, v, segments, seg_bytes);
+                }
+                _ => {
+                    progress(format!("retention: round {} raw unlinks with an appender", r + 1));
+                    cu = Some(unlink_with_appender(&path, &d.path().join("other"), v, segments, seg_bytes));
                 }
             }
         }
         let c = c.unwrap_or_else(|| die("retention: no concurrent run"));
+        let cu = cu.unwrap_or_else(|| die("retention: no concurrent raw run"));
         alone.push(a);
         with.push(c.pass_ms);
         raw.push(u.0);
         ratio.push(oriented(Better::Lower, a, u.0));
         p99_without.push(pct(&c.without, 0.99));
         p99_during.push(pct(&c.during, 0.99));
+        p99_raw.push(pct(&cu.during, 0.99));
         rep.line(format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r + 1,
             fmt_ms(a),
             fmt_ms(c.pass_ms),
@@ -204,18 +234,20 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
             u.1,
             lats(&c.without),
             lats(&c.during),
+            lats(&cu.during),
             c.during.len()
         ));
     }
     let (am, um) = (median(&alone), median(&raw));
-    let (pw, pd) = (median(&p99_without), median(&p99_during));
+    let (pw, pd, pr) = (median(&p99_without), median(&p99_during), median(&p99_raw));
     rep.line(format!(
-        "| **median** | **{}** | {} | {} | | p99 {} | p99 **{}** | |",
+        "| **median** | **{}** | {} | {} | | p99 {} | p99 **{}** | p99 {} | |",
         fmt_ms(am),
         fmt_ms(median(&with)),
         fmt_ms(um),
         fmt_ns(pw),
-        fmt_ns(pd)
+        fmt_ns(pd),
+        fmt_ns(pr)
     ));
     rep.line(format!(
         "\nThe fixture: {segments} segments of one {BATCH}-record batch ({seg_bytes} B each), written with a \
@@ -226,7 +258,9 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
          record in a loop (`Durability::Os`) for {} ms, during the pass, and {} ms after it; each append is filed \
          under the phase it started in (\"without a pass\" = before and after). Raw: the same segments' files \
          (`.log` and index files) unlinked with `remove_file`, then one `fsync` of the directory: a floor, with \
-         no segment list, checkpoint or reader protection.",
+         no segment list, checkpoint or reader protection. \"During raw unlinks\": the same appender on a second \
+         fixture while the main thread unlinks the files of a first one (closed) that way: what deleting that \
+         many files costs a concurrent appender in this process, whoever deletes them.",
         QUIET.as_millis(),
         QUIET.as_millis()
     ));
@@ -247,8 +281,8 @@ pub fn run(rep: &mut Report, cfg: &Cfg, v: &Values) {
     );
     rep.summary_row(
         &workload,
-        "concurrent appender p99: during the pass (without one)",
-        [Cell::Value(format!("{} ({})", fmt_ns(pd), fmt_ns(pw))), na_c, na_s, na_f, Cell::NotApplicable("no pass")],
-        [None, None, None, None],
+        "concurrent appender p99: during the pass (without one; raw: during unlinks of the same files)",
+        [Cell::Value(format!("{} ({})", fmt_ns(pd), fmt_ns(pw))), na_c, na_s, na_f, Cell::Value(fmt_ns(pr))],
+        [None, None, None, Some(oriented(Better::Lower, pd, pr))],
     );
 }
