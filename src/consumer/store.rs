@@ -327,6 +327,15 @@ mod tests {
             decode(Some(&group_key("g")), Some(&group_value(&g))),
             Ok(Entry::Group { group: "g".into(), value: Some(g) })
         );
+        // A group with members has no "empty since": it must come back without one, or a
+        // reload would start its offsets' expiry clock.
+        let live = GroupRecord { generation: 6, empty_since: None, strategy: "range".into() };
+        let bytes = group_value(&live);
+        assert_eq!(bytes[6..14], (-1i64).to_be_bytes(), "no empty-since time is written as -1");
+        assert_eq!(
+            decode(Some(&group_key("g")), Some(&bytes)),
+            Ok(Entry::Group { group: "g".into(), value: Some(live) })
+        );
     }
 
     #[test]
@@ -337,6 +346,14 @@ mod tests {
         assert_eq!(k, [0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 1]);
         let v = offset_value(&OffsetAndMetadata { offset: 5, metadata: String::new(), commit_timestamp: 9 }, -1);
         assert_eq!(v, [0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+    }
+
+    #[test]
+    fn commit_metadata_may_take_exactly_kafkas_limit() {
+        assert!(check_metadata("").is_ok());
+        assert!(check_metadata(&"m".repeat(MAX_METADATA_BYTES)).is_ok(), "at the limit");
+        let err = check_metadata(&"m".repeat(MAX_METADATA_BYTES + 1)).expect_err("one byte over");
+        assert!(err.to_string().contains("offset.metadata.max.bytes"), "{err}");
     }
 
     #[test]
@@ -363,6 +380,21 @@ mod tests {
         let n = neg_part.len();
         neg_part[n - 4] = 0xFF;
         cases.push((Some(neg_part), None));
+        // Group values: one byte too many, a negative generation, an empty-since time below -1.
+        let gk = group_key("g");
+        let gv = |generation: i32, empty: i64| {
+            let mut v = VALUE_GROUP.to_be_bytes().to_vec();
+            v.extend_from_slice(&generation.to_be_bytes());
+            v.extend_from_slice(&empty.to_be_bytes());
+            put_str(&mut v, "range");
+            v
+        };
+        for (generation, empty) in [(0, -1), (0, 0), (7, 12)] {
+            assert!(decode(Some(&gk), Some(&gv(generation, empty))).is_ok(), "generation {generation}, empty {empty}");
+        }
+        cases.push((Some(gk.clone()), Some([gv(1, -1), vec![0]].concat())));
+        cases.push((Some(gk.clone()), Some(gv(-1, -1))));
+        cases.push((Some(gk.clone()), Some(gv(1, -2))));
         for (i, (k, v)) in cases.iter().enumerate() {
             assert!(decode(k.as_deref(), v.as_deref()).is_err(), "case {i} accepted");
         }

@@ -166,4 +166,42 @@ mod tests {
         }
         assert_eq!(parse("00000000000000004821.log.tmp"), None);
     }
+
+    #[test]
+    fn removing_a_missing_file_is_fine_and_a_failed_removal_is_an_error() {
+        let fs = crate::fs::sim::SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).expect("mkdir");
+        let f = path(dir, 7, Ext::Log);
+        assert!(remove_if_present(&*fs, &f).is_ok(), "nothing there: nothing to do");
+        fs.open(&f, crate::fs::OpenMode::Create).expect("create");
+        fs.fail_nth(0, std::io::ErrorKind::PermissionDenied);
+        let err = remove_if_present(&*fs, &f).expect_err("the unlink failed");
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(fs.read_dir(dir).expect("list").iter().any(|e| e.name == *name(7, Ext::Log)), "still there");
+        assert!(remove_if_present(&*fs, &f).is_ok());
+        assert!(fs.read_dir(dir).expect("list").is_empty(), "gone");
+    }
+
+    #[test]
+    fn retiring_skips_missing_files_and_fails_on_a_failed_rename() {
+        let fs = crate::fs::sim::SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).expect("mkdir");
+        for ext in [Ext::Log, Ext::Index] {
+            fs.open(&path(dir, 3, ext), crate::fs::OpenMode::Create).expect("create");
+        }
+        // No time index: it is skipped; the other two are renamed.
+        let out = retire_files(&*fs, dir, 3).expect("retire");
+        assert_eq!(
+            out,
+            [transit_path(dir, 3, Ext::Index, Transit::Deleted), transit_path(dir, 3, Ext::Log, Transit::Deleted)]
+        );
+        fs.open(&path(dir, 9, Ext::Log), crate::fs::OpenMode::Create).expect("create");
+        fs.fail_nth(0, std::io::ErrorKind::PermissionDenied);
+        let err = retire_files(&*fs, dir, 9).expect_err("the rename failed");
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        let names: Vec<_> = fs.read_dir(dir).expect("list").into_iter().map(|e| e.name).collect();
+        assert!(names.iter().any(|n| *n == *name(9, Ext::Log)), "still in the log: {names:?}");
+    }
 }
