@@ -676,6 +676,18 @@ mod tests {
                 RollParams { incoming_last_offset: u64::from(u32::MAX), ..params() },
                 None,
             ),
+            // Index positions are 32-bit: a segment never grows past 2³² − 1 bytes, whatever
+            // the size limit (`segment.bytes` itself stays below 2³¹ in a config).
+            (
+                "position at the limit",
+                RollParams { size: u64::from(u32::MAX) - 10, incoming: 10, segment_bytes: u64::MAX, ..params() },
+                None,
+            ),
+            (
+                "position overflow",
+                RollParams { size: u64::from(u32::MAX) - 10, incoming: 11, segment_bytes: u64::MAX, ..params() },
+                Some(RollReason::Overflow),
+            ),
         ];
         for (name, p, want) in cases {
             assert_eq!(should_roll(&p), want, "{name}");
