@@ -597,13 +597,12 @@ mod tests {
     fn the_map_is_faulted_in_ahead_of_small_stores_within_the_allocation() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("f");
-        let f = StdFs.open(&path, OpenMode::Create)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let f = StdFile { file, map: OnceLock::new(), allocated: AtomicU64::new(0), populated: AtomicU64::new(0) };
         let alloc = 2 * POPULATE_STEP + 8192;
         f.enable_mapped_writes(alloc + POPULATE_STEP)?;
         f.allocate(alloc)?;
-        // SAFETY of the cast: StdFs hands out StdFile handles; only the edge is read.
-        let edge =
-            || unsafe { &*(f.as_ref() as *const dyn FileHandle as *const StdFile) }.populated.load(Ordering::Relaxed);
+        let edge = || f.populated.load(Ordering::Relaxed);
         assert_eq!(edge(), 0, "nothing stored yet");
         f.write_at(&[1; 100], 0)?;
         assert_eq!(edge(), 4096 + POPULATE_STEP, "the next step after the stored page");
