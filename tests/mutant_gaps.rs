@@ -322,6 +322,56 @@ fn roll_reuses_an_empty_stale_segment_file_and_refuses_a_full_one() -> TestResul
     Ok(())
 }
 
+/// A roll that fails part-way (a full disk) reports `Error::StorageFull`, whichever of its
+/// operations fails; creating the next segment included. Kills the `AlreadyExists` guard of
+/// the roll's `CreateNew` forced true: the failure would come back as the follow-up open's
+/// `NotFound`. The log stays whole: the next append finishes the roll (reusing the empty file
+/// a failure after the creation leaves), or a truncation removes that file, and every later
+/// open accepts the log. Before, an append after such a failure went to the old segment and
+/// the next open refused the log, whose empty successor file began below its end.
+#[test]
+fn a_roll_that_fails_part_way_reports_a_full_disk_and_the_log_reopens() -> TestResult {
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = TopicConfig::default();
+    let next = Path::new("/p").join(spec::seg_name(10, "log"));
+    let (mut hit_create, mut left_file) = (false, false);
+    for truncate in [false, true] {
+        for n in 0..16 {
+            let fs = SimFs::new();
+            let p = sim_open(&fs, &clock, &cfg)?;
+            for o in 0..10 {
+                append_one(&p, o)?;
+            }
+            fs.fail_nth(n, std::io::ErrorKind::StorageFull);
+            match p.roll() {
+                Ok(_) => {}
+                Err(Error::StorageFull { path }) => {
+                    hit_create |= path == next && !fs.exists(&next);
+                    left_file |= fs.exists(&next);
+                }
+                Err(e) => panic!("fault at roll operation {n}: {e:?}"),
+            }
+            let kept = if truncate {
+                p.truncate_to(5)?;
+                5
+            } else {
+                10
+            };
+            for o in kept..kept + 10 {
+                append_one(&p, o)?;
+            }
+            p.close()?;
+            drop(p);
+            let p = sim_open(&fs, &clock, &cfg)
+                .map_err(|e| format!("reopen after a fault at roll operation {n} (truncate {truncate}): {e:?}"))?;
+            assert_values(&p, 0..kept + 10)?;
+        }
+    }
+    assert!(hit_create, "no fault landed on the creation of the next segment");
+    assert!(left_file, "no fault landed after the creation of the next segment");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Intent redo (partition/intent.rs): `<` -> `<=` when the cut sits at a segment's end.
 

@@ -116,7 +116,10 @@ fn plan_within(inner: &Inner, view: &View, offset: u64, config: &TopicConfig) ->
 /// Carries out a durable intent on the files and in memory, then records it and drops the
 /// intent.
 fn execute(inner: &Inner, w: &mut Writer, view: &View, plan: &Intent, config: &TopicConfig) -> Result<()> {
-    let bases: Vec<u64> = view.segments.iter().map(|s| s.base).collect();
+    let mut bases: Vec<u64> = view.segments.iter().map(|s| s.base).collect();
+    // The empty next segment an unfinished roll may have left lies above every kept one: it
+    // goes with the cut segments.
+    bases.extend(w.unfinished_roll);
     let (target, kept_base) = match plan {
         Intent::Reset { target } => (*target, None),
         Intent::Cut { target, seg_base, .. } => (*target, Some(*seg_base)),
@@ -128,6 +131,7 @@ fn execute(inner: &Inner, w: &mut Writer, view: &View, plan: &Intent, config: &T
         s.retire(&inner.cache);
     }
     intent::apply_files(&*inner.fs, &inner.dir, plan, &bases)?;
+    w.unfinished_roll = None;
     let (seg, opened, tracker, pos) = match kept_base {
         None => {
             let seg = SegmentState::new(Arc::clone(&inner.dir), SegMeta::empty(target));

@@ -40,6 +40,11 @@ pub(crate) struct Writer {
     builder: BatchBuilder,
     /// Records appended since the last fsync.
     unflushed: u64,
+    /// The base of the next segment while a roll is unfinished: a roll that failed (a full
+    /// disk) may have left that segment's empty file. Recovery takes a segment with a successor
+    /// file as sealed, so no batch goes to the active segment until a roll completes (the next
+    /// append retries it, reusing the empty file), and a truncation removes the file.
+    pub(super) unfinished_roll: Option<u64>,
 }
 
 /// Why the active segment rolls before an append (Kafka's `LogSegment.shouldRoll`).
@@ -135,6 +140,7 @@ impl Writer {
             roll_jitter_ms,
             builder: BatchBuilder::new(),
             unflushed: 0,
+            unfinished_roll: None,
         }
     }
 
@@ -142,6 +148,7 @@ impl Writer {
     pub(super) fn roll(&mut self, inner: &Inner, new_base: u64, config: &TopicConfig) -> Result<()> {
         let old = Arc::clone(&self.active);
         let log_path = old.log_path();
+        self.unfinished_roll = Some(new_base);
         // Seal: final time-index entry, trim the preallocation, make it durable, write indexes.
         self.tracker.finish(&mut self.opened.time.write());
         self.opened.file.set_len(self.pos).at(&log_path)?;
@@ -168,6 +175,8 @@ impl Writer {
                 // to overwrite.
                 let f = inner.fs.open(&new_path, OpenMode::Write).at(&new_path)?;
                 if f.len().at(&new_path)? != 0 {
+                    // Not left by a roll of ours: nothing may remove it.
+                    self.unfinished_roll = None;
                     return Err(Error::corrupt(&new_path, 0, crate::error::CorruptKind::OffsetOrder));
                 }
                 f
@@ -179,6 +188,7 @@ impl Writer {
         seg.pin(Arc::clone(&opened));
         inner.segments.push(Arc::clone(&seg));
         old.seal();
+        self.unfinished_roll = None;
         self.active = seg;
         self.opened = opened;
         self.tracker = IndexTracker { bytes_since_entry: 0, max_ts: NO_TS, max_ts_offset: new_base };
@@ -396,7 +406,7 @@ fn append_locked(inner: &Inner, records: &[Record<'_>], config: &TopicConfig, no
         incoming_last_offset: last_offset,
     });
     let mut rolled_below_start = false;
-    if roll.is_some() {
+    if roll.is_some() || w.unfinished_roll.is_some() {
         inner.mark_dirty()?;
         match w.roll(inner, base, config) {
             Ok(()) => {}
