@@ -173,6 +173,53 @@ mod tests {
         assert!(!b.wait(Duration::from_millis(1)), "an unregistered bell rang");
     }
 
+    /// The registered bells, in order, and the count appends look at.
+    fn registered(l: &Listeners) -> (Vec<*const Doorbell>, usize) {
+        (l.bells.read().iter().map(Weak::as_ptr).collect(), l.count.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn registering_again_keeps_one_entry_and_drops_dead_bells() {
+        let l = Listeners::default();
+        let b = Doorbell::new();
+        l.register(&b);
+        l.register(&b);
+        assert_eq!(registered(&l), (vec![Arc::as_ptr(&b)], 1));
+        let gone = Doorbell::new();
+        l.register(&gone);
+        drop(gone);
+        let c = Doorbell::new();
+        l.register(&c);
+        assert_eq!(registered(&l), (vec![Arc::as_ptr(&b), Arc::as_ptr(&c)], 2));
+        let gone = Doorbell::new();
+        l.register(&gone);
+        drop(gone);
+        l.unregister(&b);
+        assert_eq!(registered(&l), (vec![Arc::as_ptr(&c)], 1));
+    }
+
+    #[test]
+    fn ring_all_rings_unarmed_bells_too() {
+        let l = Listeners::default();
+        let (a, b) = (Doorbell::new(), Doorbell::new());
+        l.register(&a);
+        l.register(&b);
+        a.arm();
+        l.ring_all();
+        assert!(a.wait(Duration::ZERO) && b.wait(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_disarmed_bell_does_not_ring() {
+        let l = Listeners::default();
+        let b = Doorbell::new();
+        l.register(&b);
+        b.arm();
+        b.disarm();
+        l.appended();
+        assert!(!b.wait(Duration::ZERO), "a disarmed bell rang");
+    }
+
     #[test]
     fn a_ring_from_another_thread_wakes_the_waiter() {
         let l = Arc::new(Listeners::default());
