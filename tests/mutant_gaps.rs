@@ -102,6 +102,59 @@ fn junk_without_a_zero_page_before_valid_data_is_damage() -> TestResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The listing at open (partition/recovery.rs): leftovers removed and counted.
+
+/// Every kind of leftover an interrupted change can leave is removed at open, counted once
+/// each in the report, and the log is as it was. Kills the `+= 1` -> `*= 1` / `-= 1` mutants
+/// of `leftovers_removed` in `list` and `open`.
+#[test]
+fn every_leftover_is_removed_and_counted_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    write_segment(&dir, 0, &spec::single_batches(0, 5, value_of))?;
+    let leftovers = [
+        format!("{}.tmp", spec::seg_name(0, "index")),
+        format!("{}.deleted", spec::seg_name(0, "log")),
+        format!("{}.deleted", spec::seg_name(0, "timeindex")),
+        format!("{}.cleaned", spec::seg_name(0, "log")),
+        format!("{}.cleaned", spec::seg_name(0, "index")),
+        // Index files without their log: one orphaned segment.
+        spec::seg_name(99, "index"),
+        spec::seg_name(99, "timeindex"),
+    ];
+    for name in &leftovers {
+        std::fs::write(dir.join(name), b"left over")?;
+    }
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().leftovers_removed, 6, "{:?}", p.recovery_report());
+    for name in &leftovers {
+        assert!(!dir.join(name).exists(), "{name} was left");
+    }
+    assert_values(&p, 0..5)?;
+    Ok(())
+}
+
+/// A segment file named with a base offset past the offset space (above `i64::MAX`) is
+/// refused at open as damaged metadata, whether or not the name is the largest 20-digit one.
+/// Kills `> MAX_OFFSET` -> `== MAX_OFFSET`.
+#[test]
+fn a_segment_base_past_the_offset_space_is_refused() -> TestResult {
+    for bad in [u64::MAX, i64::MAX as u64 + 1] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("p");
+        write_segment(&dir, 0, &spec::single_batches(0, 5, value_of))?;
+        std::fs::write(dir.join(spec::seg_name(bad, "log")), b"")?;
+        match Partition::open(&dir) {
+            Err(Error::Corrupt { path, kind, .. }) => {
+                assert_eq!((path, kind), (dir.join(spec::seg_name(bad, "log")), CorruptKind::Metadata));
+            }
+            other => panic!("base {bad}: {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // `scan` (segment/log_file.rs): `||` -> `&&` in the offset-order check.
 
 /// A checksum-valid batch whose offsets go backwards, or whose last offset does not fit the
