@@ -134,6 +134,33 @@ fn every_leftover_is_removed_and_counted_once() -> TestResult {
     Ok(())
 }
 
+/// A log that used up the offset space (its end at `i64::MAX`) and then rolled has an empty
+/// segment named with that base: it opens, and refuses appends with a typed error. Kills
+/// `> MAX_OFFSET` -> `>= MAX_OFFSET`.
+#[test]
+fn a_log_at_the_end_of_the_offset_space_rolls_and_reopens() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let end = i64::MAX as u64;
+    let log: Vec<u8> = (end - 5..end)
+        .flat_map(|o| spec::batch(o, &[spec::Rec::new(o, T0, Some(b"k"), Some(&value_of(o)))], None))
+        .collect();
+    write_segment(&dir, end - 5, &log)?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.log_end_offset(), end);
+    assert!(p.roll()?);
+    p.close()?;
+    drop(p);
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.segments().iter().map(|s| s.base_offset).collect::<Vec<_>>(), vec![end - 5, end]);
+    assert_values(&p, end - 5..end)?;
+    match p.append(Record::new().key("k").value("v")) {
+        Err(Error::OffsetSpaceExhausted { log_end_offset, .. }) => assert_eq!(log_end_offset, end),
+        other => panic!("append past the offset space: {other:?}"),
+    }
+    Ok(())
+}
+
 /// A segment file named with a base offset past the offset space (above `i64::MAX`) is
 /// refused at open as damaged metadata, whether or not the name is the largest 20-digit one.
 /// Kills `> MAX_OFFSET` -> `== MAX_OFFSET`.
@@ -231,6 +258,54 @@ fn implausible_summary_in_a_valid_clean_checkpoint_is_not_trusted() -> TestResul
         let got = p.read(before.base, 1 << 16)?;
         assert_eq!(got.iter().next().map(|r| r.offset()), Some(before.base), "{name}");
     }
+    Ok(())
+}
+
+/// A clean, checksum-valid checkpoint with its log start or its log end past the offset space
+/// is not trusted at all: every segment is re-read and every record comes back (a trusted log
+/// start past the end would have deleted the whole log). Kills `&&` -> `||` in the filter.
+#[test]
+fn a_checkpoint_with_offsets_past_the_offset_space_is_not_trusted() -> TestResult {
+    for lie in ["log start", "log end"] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("p");
+        let n = closed_log(&dir)?;
+        let cp_path = dir.join("partition.checkpoint");
+        let mut cp = spec::Checkpoint::decode(&std::fs::read(&cp_path)?);
+        let segments = cp.segments.len() as u32;
+        if lie == "log start" {
+            cp.log_start = i64::MAX as u64 + 1;
+        } else {
+            cp.log_end = i64::MAX as u64 + 1;
+        }
+        std::fs::write(&cp_path, cp.encode())?;
+        let p = Partition::open(&dir)?;
+        assert_eq!(p.recovery_report().segments_revalidated, segments, "{lie}: {:?}", p.recovery_report());
+        assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, n), "{lie}");
+        assert_values(&p, 0..n)?;
+    }
+    Ok(())
+}
+
+/// Segments wholly below the checkpoint's log start are what an interrupted deletion leaves:
+/// removed at open and reported, the rest kept. Kills `bases.len() > 1` -> `== 1` / `< 1`.
+#[test]
+fn segments_below_the_log_start_are_removed_at_open() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let n = closed_log(&dir)?;
+    let cp_path = dir.join("partition.checkpoint");
+    let mut cp = spec::Checkpoint::decode(&std::fs::read(&cp_path)?);
+    let (first, second) = (cp.segments[0].base, cp.segments[1].base);
+    cp.log_start = second + 1;
+    std::fs::write(&cp_path, cp.encode())?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().segments_deleted, vec![first], "{:?}", p.recovery_report());
+    assert!(!dir.join(spec::seg_name(first, "log")).exists());
+    assert_eq!(p.segments().first().map(|s| s.base_offset), Some(second));
+    assert_eq!(p.log_start_offset(), second + 1);
+    let got: Vec<u64> = read_all(&p)?.into_iter().map(|r| r.offset).collect();
+    assert_eq!(got, (second + 1..n).collect::<Vec<_>>());
     Ok(())
 }
 
