@@ -239,11 +239,8 @@ pub(crate) fn open(path: &Path, opts: PartitionOptions) -> Result<Inner> {
                 // since, so it is re-validated rather than trusted.
                 && c.segments.last().is_some_and(|m| file_len(&*fs, path, m.base) == Some(m.size))
         });
-    let recovery_point = match &cp {
-        Some(c) if clean => c.next_offset,
-        Some(c) => c.recovery_point,
-        None => 0,
-    };
+    // Read only when the checkpoint is not clean (a clean one vouches for every segment).
+    let recovery_point = cp.as_ref().map_or(0, |c| c.recovery_point);
     let interval = opts.config.index_interval_bytes;
 
     // Phase 3: trust or re-validate each segment.
