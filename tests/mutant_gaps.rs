@@ -74,6 +74,33 @@ fn zero_page_between_damage_and_valid_data_is_a_torn_tail() -> TestResult {
     Ok(())
 }
 
+/// A hole (never-written blocks, what delayed allocation leaves after a power loss) between
+/// the damage and valid batches after it in the active segment is a torn tail too: the search
+/// for valid data skips the hole without reading it, and the zero pages it reads as make the
+/// verdict. Kills the guard of the zero-page check forced false.
+#[test]
+fn hole_between_damage_and_valid_data_is_a_torn_tail() -> TestResult {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = spec::single_batches(0, 6, value_of);
+    let bs = spec::batches(&log);
+    let (p3, b3) = (bs[3].0, bs[3].1.len());
+    let mut head = log[..p3 + b3].to_vec();
+    head[p3 + b3 - 1] ^= 0x40;
+    write_segment(&dir, 0, &head)?;
+    let f = std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?;
+    let after = (head.len() as u64).div_ceil(4096) * 4096 + 3 * 4096;
+    f.write_all_at(&log[p3 + b3..], after)?;
+    drop(f);
+    let p = Partition::open(&dir)?;
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert_eq!(cut.reason, CorruptKind::BatchChecksum);
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
+
 /// Non-zero bytes (no whole zero page) between the damage and valid data: damage in the
 /// middle of the log, refused. Kills `has_zero_page -> true` and an inverted page test.
 #[test]
@@ -262,8 +289,9 @@ fn implausible_summary_in_a_valid_clean_checkpoint_is_not_trusted() -> TestResul
 }
 
 /// A clean, checksum-valid checkpoint with its log start or its log end past the offset space
-/// is not trusted at all: every segment is re-read and every record comes back (a trusted log
-/// start past the end would have deleted the whole log). Kills `&&` -> `||` in the filter.
+/// is not trusted at all: every segment is re-read (all its bytes, as the report counts) and
+/// every record comes back (a trusted log start past the end would have deleted the whole
+/// log). Kills `&&` -> `||` in the filter and `+=` -> `*=` in the report's byte count.
 #[test]
 fn a_checkpoint_with_offsets_past_the_offset_space_is_not_trusted() -> TestResult {
     for lie in ["log start", "log end"] {
@@ -273,6 +301,7 @@ fn a_checkpoint_with_offsets_past_the_offset_space_is_not_trusted() -> TestResul
         let cp_path = dir.join("partition.checkpoint");
         let mut cp = spec::Checkpoint::decode(&std::fs::read(&cp_path)?);
         let segments = cp.segments.len() as u32;
+        let bytes: u64 = cp.segments.iter().map(|s| s.size).sum();
         if lie == "log start" {
             cp.log_start = i64::MAX as u64 + 1;
         } else {
@@ -280,7 +309,8 @@ fn a_checkpoint_with_offsets_past_the_offset_space_is_not_trusted() -> TestResul
         }
         std::fs::write(&cp_path, cp.encode())?;
         let p = Partition::open(&dir)?;
-        assert_eq!(p.recovery_report().segments_revalidated, segments, "{lie}: {:?}", p.recovery_report());
+        let report = p.recovery_report();
+        assert_eq!((report.segments_revalidated, report.bytes_revalidated), (segments, bytes), "{lie}: {report:?}");
         assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, n), "{lie}");
         assert_values(&p, 0..n)?;
     }
