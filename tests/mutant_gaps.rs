@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use partlog::fs::sim::{CrashMode, SimFs};
-use partlog::{CorruptKind, Durability, Error, ManualClock, Partition, Record, StoredRecord, TopicConfig};
+use partlog::{
+    CorruptKind, Durability, Error, ManualClock, Partition, Record, RecoveryMode, StoredRecord, TopicConfig,
+};
 
 mod common;
 mod spec;
@@ -205,6 +207,63 @@ fn a_segment_base_past_the_offset_space_is_refused() -> TestResult {
             other => panic!("base {bad}: {other:?}"),
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cutting damage at open (partition/recovery.rs): what the cut removes stays removed.
+
+/// With `RecoveryMode::TruncateCorrupt`, damage in a sealed segment is cut there and every
+/// later segment removed; the report says how many bytes went, and the removals are durable
+/// once the open returns: after a power loss right after it, the cut records do not come back.
+/// Kills `-` -> `+` in `bytes_cut`.
+#[test]
+fn a_chosen_cut_of_damage_stays_cut_after_a_power_loss() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let cfg = TopicConfig::default().segment_bytes(400);
+    let fs = SimFs::new();
+    let p = sim_open(&fs, &clock, &cfg)?;
+    for o in 0..24 {
+        append_one(&p, o)?;
+    }
+    let segs = p.segments();
+    assert!(segs.len() >= 3, "{segs:?}");
+    p.close()?;
+    drop(p);
+    // Damage the last byte of the first segment's second batch.
+    let first = Path::new("/p").join(spec::seg_name(0, "log"));
+    let mut bytes = fs.read_file(&first)?;
+    let (second, second_len) = {
+        let bs = spec::batches(&bytes);
+        (bs[1].0, bs[1].1.len())
+    };
+    bytes[second + second_len - 1] ^= 0x40;
+    fs.write_file(&first, &bytes)?;
+    // As after a crash: the checkpoint vouches for nothing, so every segment is re-read.
+    let cp_path = Path::new("/p/partition.checkpoint");
+    let mut cp = spec::Checkpoint::decode(&fs.read_file(cp_path)?);
+    (cp.clean, cp.recovery_point) = (false, 0);
+    fs.write_file(cp_path, &cp.encode())?;
+    let open = || {
+        Partition::options()
+            .fs(fs.clone())
+            .clock(clock.clone())
+            .config(cfg.clone())
+            .recovery(RecoveryMode::TruncateCorrupt)
+            .open("/p")
+    };
+    let p = open()?;
+    let cut = p.recovery_report().tail_cut.ok_or("no cut reported")?;
+    assert_eq!((cut.segment, cut.at_byte), (0, second as u64), "{cut:?}");
+    assert_eq!(cut.bytes_cut, (bytes.len() - second) as u64, "{cut:?}");
+    assert!(cut.valid_data_after, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 1);
+    drop(p);
+    fs.crash(CrashMode::LoseUnsynced);
+    let p = open()?;
+    assert_eq!(p.segments().iter().map(|s| s.base_offset).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(p.log_end_offset(), 1);
+    assert_values(&p, 0..1)?;
     Ok(())
 }
 
@@ -489,7 +548,7 @@ fn roll_reuses_an_empty_stale_segment_file_and_refuses_a_full_one() -> TestResul
 /// the next open refused the log, whose empty successor file began below its end.
 #[test]
 fn a_roll_that_fails_part_way_reports_a_full_disk_and_the_log_reopens() -> TestResult {
-    let clock = Arc::new(ManualClock::new(T0));
+    let clock = ManualClock::new(T0);
     let cfg = TopicConfig::default();
     let next = Path::new("/p").join(spec::seg_name(10, "log"));
     let (mut hit_create, mut left_file) = (false, false);
