@@ -398,6 +398,31 @@ fn segments_below_the_log_start_are_removed_at_open() -> TestResult {
     Ok(())
 }
 
+/// After a crash (a checkpoint that vouches for nothing), a sealed segment whose index files
+/// are gone gets them back at open, and only that one is rewritten: the others already
+/// describe their segments. Kills `!=` -> `==` in the index check of the sealed path.
+#[test]
+fn only_missing_indexes_of_sealed_segments_are_rebuilt_at_open() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let n = closed_log(&dir)?;
+    let cp_path = dir.join("partition.checkpoint");
+    let mut cp = spec::Checkpoint::decode(&std::fs::read(&cp_path)?);
+    (cp.clean, cp.recovery_point) = (false, 0);
+    let gone = cp.segments[1].base;
+    std::fs::write(&cp_path, cp.encode())?;
+    for ext in ["index", "timeindex"] {
+        std::fs::remove_file(dir.join(spec::seg_name(gone, ext)))?;
+    }
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().indexes_rebuilt, 1, "{:?}", p.recovery_report());
+    for ext in ["index", "timeindex"] {
+        assert!(dir.join(spec::seg_name(gone, ext)).exists(), "{ext} not rebuilt");
+    }
+    assert_values(&p, 0..n)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
