@@ -423,6 +423,29 @@ fn only_missing_indexes_of_sealed_segments_are_rebuilt_at_open() -> TestResult {
     Ok(())
 }
 
+/// A log whose start was moved to its end (every record below it, still in the active
+/// segment) reopens after a clean close as it was: clean, nothing deleted or re-read, the
+/// segment kept. Kills `end < log_start` -> `<=` (which starts such a log afresh).
+#[test]
+fn a_log_started_at_its_end_reopens_clean_and_untouched() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open(&dir)?;
+    for o in 0..10 {
+        p.append(Record::new().key("k").value(value_of(o)))?;
+    }
+    p.advance_log_start(10)?;
+    let before = p.segments();
+    p.close()?;
+    drop(p);
+    let p = Partition::open(&dir)?;
+    let r = p.recovery_report();
+    assert!(r.clean && r.segments_deleted.is_empty() && r.segments_revalidated == 0, "{r:?}");
+    assert_eq!(p.segments(), before);
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (10, 10));
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
