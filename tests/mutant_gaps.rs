@@ -308,8 +308,9 @@ fn closed_log(dir: &Path) -> TestResult<u64> {
 }
 
 /// A clean, checksum-valid checkpoint whose summary of a sealed segment cannot be true is not
-/// trusted: the segment is re-read and every record comes back. Kills `plausible -> true` and
-/// mutants of its clauses.
+/// trusted: the segment is re-read and every record comes back, and neither the report nor the
+/// checkpoint claims a clean open. Kills `plausible -> true`, mutants of its clauses, and those
+/// of the `revalidated` condition in `open`.
 #[test]
 fn implausible_summary_in_a_valid_clean_checkpoint_is_not_trusted() -> TestResult {
     type Lie = fn(&mut spec::Summary, u64);
@@ -338,6 +339,9 @@ fn implausible_summary_in_a_valid_clean_checkpoint_is_not_trusted() -> TestResul
         std::fs::write(&cp_path, cp.encode())?;
         let p = Partition::open(&dir)?;
         assert!(p.recovery_report().segments_revalidated >= 1, "{name}: {:?}", p.recovery_report());
+        // Neither the report nor the checkpoint left on disk claims a clean open any more.
+        assert!(!p.recovery_report().clean, "{name}: {:?}", p.recovery_report());
+        assert!(!spec::Checkpoint::decode(&std::fs::read(&cp_path)?).clean, "{name}");
         assert_eq!(p.log_end_offset(), n, "{name}");
         assert_values(&p, 0..n)?;
         // The segment holds what it held: a read of its first offset finds it.
