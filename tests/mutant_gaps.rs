@@ -450,6 +450,23 @@ fn a_log_started_at_its_end_reopens_clean_and_untouched() -> TestResult {
     Ok(())
 }
 
+/// Only a lock held by another owner is `Error::Locked`; any other failure to take the lock
+/// is reported as the I/O error it is. Kills the `WouldBlock` guard in `take_lock` forced true.
+#[test]
+fn a_lock_that_cannot_be_taken_for_another_reason_is_an_io_error() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    Partition::open(&dir)?.close()?;
+    let lock = dir.join(".lock");
+    let _ = std::fs::remove_file(&lock);
+    std::fs::create_dir(&lock)?;
+    match Partition::open(&dir) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, lock),
+        other => panic!("lock path is a directory: {other:?}"),
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
