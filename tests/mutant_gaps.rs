@@ -467,6 +467,46 @@ fn a_lock_that_cannot_be_taken_for_another_reason_is_an_io_error() -> TestResult
     Ok(())
 }
 
+/// A clean close right after a roll leaves an empty active segment: the next open trusts it
+/// like any other, re-reading nothing. Kills `from == 0` -> `!=` in `tail_matches`.
+#[test]
+fn a_clean_close_with_an_empty_active_segment_reopens_clean() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open(&dir)?;
+    for o in 0..10 {
+        p.append(Record::new().key("k").value(value_of(o)))?;
+    }
+    assert!(p.roll()?);
+    p.close()?;
+    drop(p);
+    let p = Partition::open(&dir)?;
+    let r = p.recovery_report();
+    assert!(r.clean && r.segments_revalidated == 0, "{r:?}");
+    assert_eq!(p.segments().iter().map(|s| (s.base_offset, s.size)).collect::<Vec<_>>()[1], (10, 0));
+    assert_values(&p, 0..10)?;
+    Ok(())
+}
+
+/// A checkpoint file larger than any checkpoint (here a sparse 2 GiB) is ignored unread: the
+/// open re-validates the log instead of reading it into memory. Kills `len > 1 << 30` ->
+/// `len == 1 << 30` in `read_checkpoint`.
+#[test]
+fn an_oversized_checkpoint_is_ignored_unread() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let n = closed_log(&dir)?;
+    std::fs::OpenOptions::new().write(true).open(dir.join("partition.checkpoint"))?.set_len(2 << 30)?;
+    let fs = Arc::new(CountingFs::default());
+    let read = Arc::clone(&fs.read);
+    let p = Partition::options().fs(fs).mmap_reads(false).open(&dir)?;
+    let got = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(got < 16 << 20, "open read {got} bytes");
+    assert!(p.recovery_report().segments_revalidated >= 1, "{:?}", p.recovery_report());
+    assert_values(&p, 0..n)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
