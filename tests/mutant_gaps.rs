@@ -507,6 +507,37 @@ fn an_oversized_checkpoint_is_ignored_unread() -> TestResult {
     Ok(())
 }
 
+/// A sealed segment far into the offset space whose offsets span the whole u32 range (records
+/// at its base and at base + u32::MAX, the gap compaction can leave) is described plausibly
+/// by its summary: after a clean close nothing is re-read. Kills `-` -> `+` and `+ 1` -> `- 1`
+/// / `* 1` in the span clause of `plausible`.
+#[test]
+fn a_full_span_segment_far_into_the_offset_space_is_trusted_after_a_clean_close() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let base = 1u64 << 33;
+    let last = base + u64::from(u32::MAX);
+    let next = last + 1;
+    let rec = |o: u64| spec::batch(o, &[spec::Rec::new(o, T0, Some(b"k"), Some(&value_of(o)))], None);
+    write_segment(&dir, base, &[rec(base), rec(last)].concat())?;
+    write_segment(&dir, next, &rec(next))?;
+    let want = [base, last, next];
+    let check = |p: &Partition| -> TestResult {
+        let got: Vec<u64> = read_all(p)?.into_iter().map(|r| r.offset).collect();
+        assert_eq!(got, want);
+        Ok(())
+    };
+    let p = Partition::open(&dir)?;
+    check(&p)?;
+    p.close()?;
+    drop(p);
+    let p = Partition::open(&dir)?;
+    let r = p.recovery_report();
+    assert!(r.clean && r.segments_revalidated == 0, "{r:?}");
+    check(&p)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
