@@ -538,6 +538,27 @@ fn a_full_span_segment_far_into_the_offset_space_is_trusted_after_a_clean_close(
     Ok(())
 }
 
+/// A torn tail in a segment followed only by empty segment files (created, never written) is
+/// still a torn tail: cut, the empty files removed, the log opened. Kills `segment_has_data`
+/// forced true (which made it damage and refused the log).
+#[test]
+fn a_torn_tail_before_only_empty_segments_is_cut() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = spec::single_batches(0, 6, value_of);
+    let torn = spec::batches(&log)[5].0 + 10;
+    write_segment(&dir, 0, &log[..torn])?;
+    write_segment(&dir, 6, b"")?;
+    let p = Partition::open(&dir)?;
+    let r = p.recovery_report();
+    assert!(r.tail_cut.is_some_and(|c| c.segment == 0 && !c.valid_data_after), "{r:?}");
+    assert_eq!(r.segments_deleted, vec![6], "{r:?}");
+    assert!(!dir.join(spec::seg_name(6, "log")).exists());
+    assert_eq!(p.log_end_offset(), 5);
+    assert_values(&p, 0..5)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
