@@ -559,6 +559,29 @@ fn a_torn_tail_before_only_empty_segments_is_cut() -> TestResult {
     Ok(())
 }
 
+/// A later segment holding only an empty batch (no records, but it carries the log end past a
+/// gap, as compaction and truncation leave) holds data: a damaged tail in the segment before
+/// it is damage in the middle of the log, refused, and nothing is cut. Kills `||` -> `&&` in
+/// `segment_has_data`.
+#[test]
+fn a_segment_holding_only_an_empty_batch_counts_as_data() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = spec::single_batches(0, 6, value_of);
+    let torn = spec::batches(&log)[5].0 + 10;
+    write_segment(&dir, 0, &log[..torn])?;
+    let empty = spec::batch(6, &[], Some(3));
+    write_segment(&dir, 6, &empty)?;
+    match Partition::open(&dir) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, dir.join(spec::seg_name(0, "log"))),
+        Ok(p) => panic!("opened: log end {}, {:?}", p.log_end_offset(), p.recovery_report()),
+        Err(e) => return Err(e.into()),
+    }
+    assert_eq!(std::fs::read(dir.join(spec::seg_name(6, "log")))?, empty);
+    assert_eq!(std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len(), torn as u64);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // `tail_matches` (partition/recovery.rs): `&&` -> `||`, `==` -> `!=`.
 
