@@ -47,17 +47,22 @@ fn write_segment(dir: &Path, base: u64, bytes: &[u8]) -> TestResult {
 // ---------------------------------------------------------------------------------------------
 // `has_zero_page` (segment/log_file.rs): forced false, forced true, inverted.
 
-/// Six one-record batches with one damaged (the fourth) and `filler` between it and the two
-/// valid batches after it, in the only (active) segment, without a checkpoint.
-fn damaged_then_filler_then_valid(dir: &Path, filler: &[u8]) -> TestResult {
+/// Six one-record batches split after the fourth, which is damaged: the bytes up to and
+/// including it, and the two valid batches after it.
+fn damaged_head_and_valid_rest() -> (Vec<u8>, Vec<u8>) {
     let log = spec::single_batches(0, 6, value_of);
     let bs = spec::batches(&log);
-    let (p3, b3) = (bs[3].0, bs[3].1.len());
-    let mut out = log[..p3 + b3].to_vec();
-    out[p3 + b3 - 1] ^= 0x40; // batch 3's last payload byte: its CRC no longer matches
-    out.extend_from_slice(filler);
-    out.extend_from_slice(&log[p3 + b3..]);
-    write_segment(dir, 0, &out)
+    let end = bs[3].0 + bs[3].1.len();
+    let mut head = log[..end].to_vec();
+    head[end - 1] ^= 0x40; // batch 3's last payload byte: its CRC no longer matches
+    (head, log[end..].to_vec())
+}
+
+/// [`damaged_head_and_valid_rest`] with `filler` between the two parts, in the only (active)
+/// segment, without a checkpoint.
+fn damaged_then_filler_then_valid(dir: &Path, filler: &[u8]) -> TestResult {
+    let (head, rest) = damaged_head_and_valid_rest();
+    write_segment(dir, 0, &[head, filler.to_vec(), rest].concat())
 }
 
 /// A whole page of zeros between the damage and the valid batches after it is what a power
@@ -85,15 +90,11 @@ fn hole_between_damage_and_valid_data_is_a_torn_tail() -> TestResult {
     use std::os::unix::fs::FileExt;
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("p");
-    let log = spec::single_batches(0, 6, value_of);
-    let bs = spec::batches(&log);
-    let (p3, b3) = (bs[3].0, bs[3].1.len());
-    let mut head = log[..p3 + b3].to_vec();
-    head[p3 + b3 - 1] ^= 0x40;
+    let (head, rest) = damaged_head_and_valid_rest();
     write_segment(&dir, 0, &head)?;
     let f = std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?;
     let after = (head.len() as u64).div_ceil(4096) * 4096 + 3 * 4096;
-    f.write_all_at(&log[p3 + b3..], after)?;
+    f.write_all_at(&rest, after)?;
     drop(f);
     let p = Partition::open(&dir)?;
     let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
