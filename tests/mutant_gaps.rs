@@ -1117,3 +1117,94 @@ fn a_read_in_a_gap_running_to_the_log_end_moves_the_fetch_offset_to_the_end() ->
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The segment scanner (segment/log_file.rs).
+
+/// `b` (one encoded batch) with base and max timestamp `ts`, its CRC recomputed.
+fn with_timestamp(mut b: Vec<u8>, ts: i64) -> Vec<u8> {
+    b[24..32].copy_from_slice(&ts.to_le_bytes());
+    b[32..40].copy_from_slice(&ts.to_le_bytes());
+    let crc = crc32fast::hash(&b[8..]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// A segment that begins with an empty batch (what a truncation into a gap left by compaction
+/// writes) has that batch's timestamp as its first timestamp: the append path keeps it when
+/// records follow, and a re-validating open must find the same, or a crash would change the
+/// segment's age (and when it rolls by `segment.ms`). Kills `&&` -> `||` in `scan`'s
+/// first-timestamp rule.
+#[test]
+fn a_leading_empty_batch_keeps_its_timestamp_through_a_rescan() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let early = T0 - 5_000;
+    write_segment(&dir, 0, &with_timestamp(spec::batch(0, &[], Some(4)), early))?;
+    let first = |p: &Partition| p.segments()[0].first_timestamp;
+    let p = Partition::open(&dir)?;
+    for o in 5..8 {
+        p.append(Record::new().key("k").value(value_of(o)).timestamp(T0))?;
+    }
+    assert_eq!(first(&p), Some(early));
+    p.close()?;
+    drop(p);
+    std::fs::remove_file(dir.join("partition.checkpoint"))?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.recovery_report().segments_revalidated, 1, "{:?}", p.recovery_report());
+    assert_eq!(first(&p), Some(early));
+    assert_values(&p, 5..8)?;
+    Ok(())
+}
+
+/// After a clean close the active segment's last batches are confirmed, not re-read: batches
+/// with offset gaps between them (what compaction leaves) and an empty batch at the very end
+/// (what a truncation into a gap writes, exactly one header long) are intact. Kills `<` ->
+/// `<=` and `<` -> `==` in `next_offset_of_range`'s short-tail check, and `base_offset < n`
+/// -> `>` in its order check (each would re-validate the segment).
+#[test]
+fn gaps_and_a_trailing_empty_batch_are_trusted_after_a_clean_close() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let rec = |o: u64| spec::batch(o, &[spec::Rec::new(o, T0, Some(b"k"), Some(&value_of(o)))], None);
+    let empty = spec::batch(4, &[], Some(2));
+    assert_eq!(empty.len(), spec::HEADER_LEN);
+    write_segment(&dir, 0, &[rec(0), rec(3), empty].concat())?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.log_end_offset(), 7);
+    p.close()?;
+    drop(p);
+    let p = Partition::open(&dir)?;
+    let r = p.recovery_report();
+    assert!(r.clean && r.segments_revalidated == 0 && r.bytes_revalidated == 0, "{r:?}");
+    assert_eq!(p.log_end_offset(), 7);
+    assert_values(&p, [0, 3])?;
+    Ok(())
+}
+
+/// Re-validating a segment reads each byte about once, however many batches it holds: the
+/// scan's buffer is reused until the batch at hand runs past it. Kills `pos - buf_pos` ->
+/// `pos + buf_pos` in `in_buf` (which refilled a whole read buffer for every batch after the
+/// first refill: gigabytes for a few megabytes of log).
+#[test]
+fn a_rescan_reads_each_byte_about_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open(&dir)?;
+    let value = vec![7u8; 1000];
+    for _ in 0..3000 {
+        p.append(Record::new().key("k").value(value.clone()))?;
+    }
+    p.close()?;
+    drop(p);
+    let size = std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len();
+    std::fs::remove_file(dir.join("partition.checkpoint"))?;
+    let fs = Arc::new(CountingFs::default());
+    let read = Arc::clone(&fs.read);
+    let p = Partition::options().fs(fs).mmap_reads(false).open(&dir)?;
+    assert_eq!(p.recovery_report().bytes_revalidated, size);
+    let got = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(got < 2 * size, "open read {got} bytes of a {size}-byte segment");
+    assert_eq!(p.log_end_offset(), 3000);
+    Ok(())
+}

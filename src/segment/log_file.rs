@@ -62,7 +62,7 @@ pub(crate) fn scan(file: &dyn FileHandle, path: &Path, base: u64, end: u64, inte
         let len = header.length as usize;
         let checked = if len > CHUNK {
             // A large (or hostile) length: check it piece by piece, never buffering it whole.
-            verify_streaming(file, path, pos, &header)?
+            verify_streaming(file, path, pos, &header, &buf[off..])?
         } else {
             if !in_buf(&buf, buf_pos, pos, len) {
                 fill(file, path, &mut buf, &mut buf_pos, pos, CHUNK.min(left as usize))?;
@@ -114,7 +114,7 @@ pub(crate) fn next_offset_of_range(file: &dyn FileHandle, path: &Path, from: u64
         }
         file.read_exact_at(&mut hdr, pos).at(path)?;
         let Ok(h) = BatchHeader::parse(&hdr, usize::try_from(end - pos).unwrap_or(usize::MAX)) else { return Ok(None) };
-        if next.is_some_and(|n| h.base_offset < n) || verify_streaming(file, path, pos, &h)?.is_err() {
+        if next.is_some_and(|n| h.base_offset < n) || verify_streaming(file, path, pos, &h, &hdr)?.is_err() {
             return Ok(None);
         }
         next = Some(h.next_offset());
@@ -123,29 +123,89 @@ pub(crate) fn next_offset_of_range(file: &dyn FileHandle, path: &Path, from: u64
     Ok(next)
 }
 
-/// Checks the CRC of the batch at `pos` by reading it in [`CHUNK`]-sized pieces.
+/// Checks the CRC of the batch at `pos` by reading it in [`CHUNK`]-sized pieces. `known` holds
+/// the batch's first bytes where the caller has them already: they are hashed, not re-read.
+///
+/// Ranges the file system reports as holes are hashed as the zeros they read as, without
+/// reading them: a claimed batch over a sparse tail costs a few `lseek`s, not its length, and a
+/// valid batch whose zero blocks the file system stores as holes (ZFS with compression does)
+/// checks exactly as when they are read. The holes are mapped before anything is read, so pages
+/// that readahead brings into the page cache meanwhile cannot turn a hole into data to read.
 fn verify_streaming(
     file: &dyn FileHandle,
     path: &Path,
     pos: u64,
     header: &BatchHeader,
+    known: &[u8],
 ) -> Result<std::result::Result<(), CorruptKind>> {
     let len = u64::from(header.length);
-    // A batch with a hole in it was never written whole (holes are what unwritten ranges
-    // leave): no need to read what it claims.
-    if len > CHUNK as u64 && file.hole_at_or_after(pos).at(path)? < pos + len {
-        return Ok(Err(CorruptKind::BatchChecksum));
-    }
+    let end = pos + len;
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHUNK).min(CHUNK)];
-    let mut at = batch::OFF_MAGIC as u64;
-    while at < len {
-        let n = usize::try_from((len - at).min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], pos + at).at(path)?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
+    let known = &known[..known.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
+    let mut at = pos + batch::OFF_MAGIC as u64;
+    if let Some(rest) = known.get(batch::OFF_MAGIC..) {
+        hasher.update(rest);
+        at = pos + known.len() as u64;
+    }
+    // A small batch is read whole: cheaper than asking where its holes are.
+    let holes = if len > CHUNK as u64 { holes_in(file, path, at, end)? } else { Vec::new() };
+    let mut buf = Vec::new();
+    for &(hole, data) in holes.iter().chain(std::iter::once(&(end, end))) {
+        while at < hole {
+            let n = usize::try_from((hole - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+            buf.resize(n, 0);
+            file.read_exact_at(&mut buf, at).at(path)?;
+            hasher.update(&buf);
+            at += n as u64;
+        }
+        update_zeros(&mut hasher, data - hole);
+        at = data;
     }
     Ok(if hasher.finalize() == header.crc { batch::check_features(header) } else { Err(CorruptKind::BatchChecksum) })
+}
+
+/// The holes of `[from, to)`, as `(start, end)` ranges in file order, clipped to the range.
+fn holes_in(file: &dyn FileHandle, path: &Path, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+    let mut holes = Vec::new();
+    let mut at = from;
+    while at < to {
+        let hole = file.hole_at_or_after(at).at(path)?.max(at);
+        if hole >= to {
+            break;
+        }
+        // No data after the hole: it runs to the end of the file, and a range past the end
+        // is read (and fails), never taken for zeros.
+        let data = match file.data_at_or_after(hole).at(path)? {
+            Some(d) => d,
+            None => file.len().at(path)?,
+        };
+        let data = data.clamp(hole, to);
+        if data == hole {
+            // No hole information after all (a file system that reports data where it said
+            // a hole starts): read the rest.
+            break;
+        }
+        holes.push((hole, data));
+        at = data;
+    }
+    Ok(holes)
+}
+
+/// Feeds `n` zero bytes to `hasher` without hashing them one by one: CRC combination of runs
+/// of 1, 2, 4, … zeros, O(log n) steps.
+fn update_zeros(hasher: &mut crc32fast::Hasher, mut n: u64) {
+    let mut run = crc32fast::Hasher::new();
+    run.update(&[0]);
+    while n > 0 {
+        if n & 1 == 1 {
+            hasher.combine(&run);
+        }
+        n >>= 1;
+        if n > 0 {
+            let same = run.clone();
+            run.combine(&same);
+        }
+    }
 }
 
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, n: usize) -> bool {
@@ -218,7 +278,7 @@ pub(crate) fn valid_batch_after(
             if spent > RESYNC_BUDGET {
                 return Ok(Some(from));
             }
-            if verify_streaming(file, path, pos, &h)?.is_ok() {
+            if verify_streaming(file, path, pos, &h, &chunk[i..])?.is_ok() {
                 return Ok(Some(pos));
             }
         }
@@ -259,4 +319,27 @@ pub(crate) fn has_zero_page(file: &dyn FileHandle, path: &Path, from: u64, to: u
         page += PAGE;
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::update_zeros;
+
+    /// Zeros fed by combination hash exactly as zeros fed byte by byte, after any prefix.
+    #[test]
+    fn zero_runs_hash_like_written_zeros() {
+        for n in [0usize, 1, 2, 3, 7, 8, 4095, 4096, 65_537, (1 << 20) + 3] {
+            for prefix in [&b""[..], b"x", b"partlog batch"] {
+                let mut want = crc32fast::Hasher::new();
+                want.update(prefix);
+                want.update(&vec![0u8; n]);
+                let mut got = crc32fast::Hasher::new();
+                got.update(prefix);
+                update_zeros(&mut got, n as u64);
+                got.update(b"tail");
+                want.update(b"tail");
+                assert_eq!(got.finalize(), want.finalize(), "{n} zeros after {prefix:?}");
+            }
+        }
+    }
 }

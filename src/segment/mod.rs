@@ -107,7 +107,9 @@ pub struct SegmentInfo {
     pub size: u64,
     /// Records it holds.
     pub record_count: u64,
-    /// Timestamp of its first record.
+    /// Base timestamp of its first batch: its first record's, or, where the segment begins
+    /// with an empty batch (a truncation into a gap that compaction left writes one), that
+    /// batch's. `None` for an empty segment.
     pub first_timestamp: Option<i64>,
     /// Largest record timestamp.
     pub max_timestamp: Option<i64>,

@@ -82,7 +82,9 @@ impl Segment {
         self.meta.records
     }
 
-    /// Timestamp of its first record.
+    /// Base timestamp of its first batch: its first record's, or, where the segment begins
+    /// with an empty batch (a truncation into a gap that compaction left writes one), that
+    /// batch's. `None` for an empty segment.
     pub fn first_timestamp(&self) -> Option<i64> {
         (self.meta.first_ts != NO_TS).then_some(self.meta.first_ts)
     }
