@@ -1208,3 +1208,36 @@ fn a_rescan_reads_each_byte_about_once() -> TestResult {
     assert_eq!(p.log_end_offset(), 3000);
     Ok(())
 }
+
+/// The search for valid data after damage jumps over holes without reading them, and never
+/// reads from data into the hole after it: a 1 MiB hole between damage and the valid batches
+/// after it, in a sealed segment, costs open no more than the scan's own read. Kills the
+/// `d > start` guard inverted in `valid_batch_after` (which crawled through the hole a byte at
+/// a time, reading a header's worth at each) and `start + HEADER_LEN` -> `start * HEADER_LEN` in
+/// its read limit (which read on into the hole).
+#[test]
+fn the_search_after_damage_jumps_over_holes_unread() -> TestResult {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let mut head = spec::single_batches(0, 300, value_of);
+    let n = head.len();
+    head[n - 1] ^= 0x40; // the last batch's last byte: its CRC fails
+    write_segment(&dir, 0, &head)?;
+    let f = std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?;
+    f.write_all_at(&spec::single_batches(300, 5, value_of), (n as u64).div_ceil(4096) * 4096 + (1 << 20))?;
+    drop(f);
+    write_segment(&dir, 305, &spec::single_batches(305, 3, value_of))?;
+    let fs = Arc::new(CountingFs::default());
+    let read = Arc::clone(&fs.read);
+    match Partition::options().fs(fs).mmap_reads(false).open(&dir) {
+        Err(Error::Corrupt { path, kind, .. }) => {
+            assert_eq!((path, kind), (dir.join(spec::seg_name(0, "log")), CorruptKind::BatchChecksum));
+        }
+        Ok(p) => panic!("opened: log end {}, {:?}", p.log_end_offset(), p.recovery_report()),
+        Err(e) => return Err(e.into()),
+    }
+    let got = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(got < (3 << 20) / 2, "open read {got} bytes");
+    Ok(())
+}
