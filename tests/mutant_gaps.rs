@@ -1241,3 +1241,27 @@ fn the_search_after_damage_jumps_over_holes_unread() -> TestResult {
     assert!(got < (3 << 20) / 2, "open read {got} bytes");
     Ok(())
 }
+
+/// A header after the damage that would continue the log but claims more bytes than the file
+/// has left is no candidate: the search passes it by, the damage is a torn tail and is cut.
+/// Kills `end - pos` -> `end + pos` in `valid_batch_after`'s length limit (which took it as a
+/// candidate and failed the open with an I/O error, reading past the end of the file).
+#[test]
+fn a_header_claiming_past_the_end_of_the_file_is_no_candidate() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let (head, _) = damaged_head_and_valid_rest();
+    let mut h = [0u8; spec::HEADER_LEN];
+    // 300 bytes: more than the 100 left, less than a limit counted from the file's start.
+    h[0..4].copy_from_slice(&300u32.to_le_bytes());
+    h[8] = spec::MAGIC;
+    h[16..24].copy_from_slice(&3u64.to_le_bytes());
+    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
+    write_segment(&dir, 0, &[head, h.to_vec(), vec![0xAA; 32]].concat())?;
+    let p = Partition::open(&dir)?;
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
