@@ -1265,3 +1265,76 @@ fn a_header_claiming_past_the_end_of_the_file_is_no_candidate() -> TestResult {
     assert_values(&p, 0..3)?;
     Ok(())
 }
+
+/// Junk (no batch) after three valid batches, then one valid batch continuing exactly at the
+/// next offset: valid data follows the damage, so the open refuses to cut it. Kills
+/// `base_offset < next_offset` -> `<=` in `valid_batch_after` (which passed the continuing
+/// batch by, called the junk a torn tail and cut the acknowledged batch after it).
+#[test]
+fn a_batch_continuing_at_the_next_offset_after_junk_is_data() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let log = [spec::single_batches(0, 3, value_of), vec![0xAA; 200], spec::single_batches(3, 1, value_of)].concat();
+    write_segment(&dir, 0, &log)?;
+    match Partition::open(&dir) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, dir.join(spec::seg_name(0, "log"))),
+        Ok(p) => panic!("opened: log end {}, {:?}", p.log_end_offset(), p.recovery_report()),
+        Err(e) => return Err(e.into()),
+    }
+    assert_eq!(std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len(), log.len() as u64);
+    Ok(())
+}
+
+/// The search for valid data after damage looks for batches continuing the log within a
+/// segment's offset span: one whose base lies `u32::MAX` past the next offset counts (the
+/// damage is refused), one a further offset on does not (the damage is a torn tail, cut).
+/// Kills `>` -> `==` and `>=`, and `-` -> `+`, in the span check of `valid_batch_after`.
+#[test]
+fn the_search_after_damage_looks_one_segment_span_ahead() -> TestResult {
+    for (ahead, refused) in [(u64::from(u32::MAX), true), (u64::from(u32::MAX) + 1, false)] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("p");
+        let (head, _) = damaged_head_and_valid_rest();
+        let o = 3 + ahead;
+        let later = spec::batch(o, &[spec::Rec::new(o, T0, Some(b"k"), Some(&value_of(o)))], None);
+        write_segment(&dir, 0, &[head, later].concat())?;
+        match Partition::open(&dir) {
+            Err(Error::Corrupt { kind, .. }) if refused => assert_eq!(kind, CorruptKind::BatchChecksum),
+            Ok(p) if !refused => {
+                let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+                assert!(!cut.valid_data_after, "{cut:?}");
+                assert_eq!(p.log_end_offset(), 3);
+                assert_values(&p, 0..3)?;
+            }
+            Ok(p) => panic!("{ahead} ahead: opened, log end {}, {:?}", p.log_end_offset(), p.recovery_report()),
+            Err(e) => panic!("{ahead} ahead: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// A claimed batch of exactly the search's budget (256 MiB, here over a sparse tail: hashed
+/// without reading) is still checked: it fails its checksum, nothing valid follows, and the
+/// damage is a torn tail, cut. Kills `spent > RESYNC_BUDGET` -> `>=` (which gave up at once
+/// and refused the log as if valid data might follow).
+#[test]
+fn a_candidate_of_exactly_the_search_budget_is_still_checked() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let (head, _) = damaged_head_and_valid_rest();
+    let budget: u64 = 256 << 20;
+    let mut h = [0u8; spec::HEADER_LEN];
+    h[0..4].copy_from_slice(&(budget as u32).to_le_bytes());
+    h[8] = spec::MAGIC;
+    h[16..24].copy_from_slice(&4u64.to_le_bytes());
+    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
+    let at = head.len() as u64;
+    write_segment(&dir, 0, &[head, h.to_vec()].concat())?;
+    std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?.set_len(at + budget)?;
+    let p = Partition::open(&dir)?;
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
