@@ -1338,3 +1338,29 @@ fn a_candidate_of_exactly_the_search_budget_is_still_checked() -> TestResult {
     assert_values(&p, 0..3)?;
     Ok(())
 }
+
+/// In the last segment the search for valid data after damage ends at the first aligned page
+/// of zeros, whatever follows it (a torn tail either way): here a page of junk, the zero page,
+/// then 16 MiB of junk, which open must not read. Kills `page - start` -> `page + start` and
+/// `page - start` -> `page / start` in `first_zero_page` (which looked at the wrong bytes) and
+/// `page += PAGE` -> `page *= PAGE` (which skipped pages).
+#[test]
+fn the_search_after_damage_stops_at_the_first_zero_page() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let (mut log, _) = damaged_head_and_valid_rest();
+    log.resize(8192, 0xAA);
+    log.resize(3 * 4096, 0);
+    log.resize(3 * 4096 + (16 << 20), 0xAA);
+    write_segment(&dir, 0, &log)?;
+    let fs = Arc::new(CountingFs::default());
+    let read = Arc::clone(&fs.read);
+    let p = Partition::options().fs(fs).mmap_reads(false).open(&dir)?;
+    let got = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(got < 4 << 20, "open read {got} bytes");
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
