@@ -1364,3 +1364,53 @@ fn the_search_after_damage_stops_at_the_first_zero_page() -> TestResult {
     assert_values(&p, 0..3)?;
     Ok(())
 }
+
+/// Of the zeros between damage and the valid batches after it, only whole aligned pages count
+/// as a power loss's mark: one page-sized hole between junk on both sides (a skipped block
+/// that never reached the disk) makes the damage a torn tail, cut. Kills `from.div_ceil(PAGE)
+/// * PAGE` -> `+ PAGE` (pages checked off the page grid) and `page += PAGE` -> `*=` (pages
+/// skipped) in `has_zero_page`, either of which refused the log.
+#[test]
+fn a_single_page_hole_between_junk_after_damage_is_a_torn_tail() -> TestResult {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let (mut head, rest) = damaged_head_and_valid_rest();
+    head.resize(8192, 0xAA);
+    write_segment(&dir, 0, &head)?;
+    let f = std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?;
+    f.write_all_at(&[vec![0xAA; 4096], rest].concat(), 3 * 4096)?;
+    drop(f);
+    let p = Partition::open(&dir)?;
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
+
+/// Zeros inside the valid batches before the damage (a record of zeros) are data, not a power
+/// loss's mark: with valid batches after the damage and no zero page between, the damage is
+/// in the middle of the log and refused. Kills `from.div_ceil(PAGE) * PAGE` -> `/ PAGE` in
+/// `has_zero_page` (which looked from the file's start, found the record's zeros and cut the
+/// valid batches after the damage).
+#[test]
+fn zeros_in_a_record_before_the_damage_do_not_make_a_torn_tail() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let zeros = spec::batch(0, &[spec::Rec::new(0, T0, Some(b"k"), Some(&[0u8; 12288]))], None);
+    // Batches 1..=4 after it, the last damaged, then two valid ones.
+    let mut mid = spec::single_batches(1, 4, value_of);
+    let n = mid.len();
+    mid[n - 1] ^= 0x40;
+    let rest = spec::single_batches(5, 2, value_of);
+    let log = [zeros, mid, rest].concat();
+    write_segment(&dir, 0, &log)?;
+    match Partition::open(&dir) {
+        Err(Error::Corrupt { kind, .. }) => assert_eq!(kind, CorruptKind::BatchChecksum),
+        Ok(p) => panic!("opened: log end {}, {:?}", p.log_end_offset(), p.recovery_report()),
+        Err(e) => return Err(e.into()),
+    }
+    assert_eq!(std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len(), log.len() as u64);
+    Ok(())
+}
