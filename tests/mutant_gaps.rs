@@ -1414,3 +1414,28 @@ fn zeros_in_a_record_before_the_damage_do_not_make_a_torn_tail() -> TestResult {
     assert_eq!(std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len(), log.len() as u64);
     Ok(())
 }
+
+/// A batch larger than the scan's buffer is checked in 1 MiB reads, after the part the scan
+/// already holds: a rescan of a 3 MiB batch takes a handful of reads, not one per few bytes.
+/// Kills `hole - at` -> `hole / at` in the streaming check's read size (reads of a few bytes
+/// each: a million calls for the same bytes).
+#[test]
+fn a_large_batch_is_checked_in_large_reads() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let cfg = TopicConfig::default().max_message_bytes(8 << 20);
+    let p = Partition::open_with(&dir, cfg.clone())?;
+    p.append(Record::new().key("k").value(vec![0x5Au8; 3 << 20]))?;
+    p.append(Record::new().key("k").value(value_of(1)))?;
+    p.close()?;
+    drop(p);
+    std::fs::remove_file(dir.join("partition.checkpoint"))?;
+    let fs = Arc::new(CountingFs::default());
+    let reads = Arc::clone(&fs.reads);
+    let p = Partition::options().fs(fs).config(cfg).mmap_reads(false).open(&dir)?;
+    assert_eq!(p.recovery_report().segments_revalidated, 1);
+    let got = reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(got < 64, "open made {got} read calls");
+    assert_eq!(p.log_end_offset(), 2);
+    Ok(())
+}

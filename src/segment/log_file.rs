@@ -142,11 +142,10 @@ fn verify_streaming(
     let end = pos + len;
     let mut hasher = crc32fast::Hasher::new();
     let known = &known[..known.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
-    let mut at = pos + batch::OFF_MAGIC as u64;
     if let Some(rest) = known.get(batch::OFF_MAGIC..) {
         hasher.update(rest);
-        at = pos + known.len() as u64;
     }
+    let mut at = pos + known.len().max(batch::OFF_MAGIC) as u64;
     // A small batch is read whole: cheaper than asking where its holes are.
     let holes = if len > CHUNK as u64 { holes_in(file, path, at, end)? } else { Vec::new() };
     let mut buf = Vec::new();

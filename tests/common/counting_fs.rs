@@ -16,6 +16,8 @@ pub const EIO: i32 = 5;
 pub struct CountingFs {
     /// Bytes read so far, through every handle.
     pub read: Arc<AtomicU64>,
+    /// Read calls so far, through every handle.
+    pub reads: Arc<AtomicU64>,
     /// Opening this path for reading fails with `EIO`.
     pub fail_open: Option<PathBuf>,
 }
@@ -24,6 +26,7 @@ pub struct CountingFs {
 struct CountingFile {
     inner: Box<dyn FileHandle>,
     read: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
 }
 
 impl FileSystem for CountingFs {
@@ -40,7 +43,11 @@ impl FileSystem for CountingFs {
         if self.fail_open.as_deref() == Some(path) && mode == OpenMode::Read {
             return Err(std::io::Error::from_raw_os_error(EIO));
         }
-        Ok(Box::new(CountingFile { inner: StdFs.open(path, mode)?, read: Arc::clone(&self.read) }))
+        Ok(Box::new(CountingFile {
+            inner: StdFs.open(path, mode)?,
+            read: Arc::clone(&self.read),
+            reads: Arc::clone(&self.reads),
+        }))
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         StdFs.remove_file(path)
@@ -66,6 +73,7 @@ impl FileHandle for CountingFile {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
         let n = self.inner.read_at(buf, pos)?;
         self.read.fetch_add(n as u64, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(n)
     }
     fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
