@@ -1121,6 +1121,26 @@ fn a_read_in_a_gap_running_to_the_log_end_moves_the_fetch_offset_to_the_end() ->
 // ---------------------------------------------------------------------------------------------
 // The segment scanner (segment/log_file.rs).
 
+/// A batch header that parses (magic 2, `length`, base offset `base`, no delete horizon) over
+/// bytes that are no batch: its CRC is 0.
+fn claimed_header(length: u32, base: u64) -> Vec<u8> {
+    let mut h = vec![0u8; spec::HEADER_LEN];
+    h[0..4].copy_from_slice(&length.to_le_bytes());
+    h[8] = spec::MAGIC;
+    h[16..24].copy_from_slice(&base.to_le_bytes());
+    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
+    h
+}
+
+/// `p` was opened over [`damaged_head_and_valid_rest`]'s head and something after it, and cut
+/// the damaged batch 3 and all after it as a torn tail (no valid data after), keeping 0..3.
+fn assert_batch_3_cut_as_a_torn_tail(p: &Partition) -> TestResult {
+    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
+    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_values(p, 0..3)
+}
+
 /// `b` (one encoded batch) with base and max timestamp `ts`, its CRC recomputed.
 fn with_timestamp(mut b: Vec<u8>, ts: i64) -> Vec<u8> {
     b[24..32].copy_from_slice(&ts.to_le_bytes());
@@ -1251,19 +1271,11 @@ fn a_header_claiming_past_the_end_of_the_file_is_no_candidate() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("p");
     let (head, _) = damaged_head_and_valid_rest();
-    let mut h = [0u8; spec::HEADER_LEN];
     // 300 bytes: more than the 100 left, less than a limit counted from the file's start.
-    h[0..4].copy_from_slice(&300u32.to_le_bytes());
-    h[8] = spec::MAGIC;
-    h[16..24].copy_from_slice(&3u64.to_le_bytes());
-    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
-    write_segment(&dir, 0, &[head, h.to_vec(), vec![0xAA; 32]].concat())?;
+    let h = claimed_header(300, 3);
+    write_segment(&dir, 0, &[head, h, vec![0xAA; 32]].concat())?;
     let p = Partition::open(&dir)?;
-    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
-    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
-    assert_eq!(p.log_end_offset(), 3);
-    assert_values(&p, 0..3)?;
-    Ok(())
+    assert_batch_3_cut_as_a_torn_tail(&p)
 }
 
 /// Junk (no batch) after three valid batches, then one valid batch continuing exactly at the
@@ -1323,20 +1335,12 @@ fn a_candidate_of_exactly_the_search_budget_is_still_checked() -> TestResult {
     let dir = tmp.path().join("p");
     let (head, _) = damaged_head_and_valid_rest();
     let budget: u64 = 256 << 20;
-    let mut h = [0u8; spec::HEADER_LEN];
-    h[0..4].copy_from_slice(&(budget as u32).to_le_bytes());
-    h[8] = spec::MAGIC;
-    h[16..24].copy_from_slice(&4u64.to_le_bytes());
-    h[40..48].copy_from_slice(&i64::MIN.to_le_bytes());
+    let h = claimed_header(budget as u32, 4);
     let at = head.len() as u64;
-    write_segment(&dir, 0, &[head, h.to_vec()].concat())?;
+    write_segment(&dir, 0, &[head, h].concat())?;
     std::fs::OpenOptions::new().write(true).open(dir.join(spec::seg_name(0, "log")))?.set_len(at + budget)?;
     let p = Partition::open(&dir)?;
-    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
-    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
-    assert_eq!(p.log_end_offset(), 3);
-    assert_values(&p, 0..3)?;
-    Ok(())
+    assert_batch_3_cut_as_a_torn_tail(&p)
 }
 
 /// In the last segment the search for valid data after damage ends at the first aligned page
@@ -1358,11 +1362,7 @@ fn the_search_after_damage_stops_at_the_first_zero_page() -> TestResult {
     let p = Partition::options().fs(fs).mmap_reads(false).open(&dir)?;
     let got = read.load(std::sync::atomic::Ordering::Relaxed);
     assert!(got < 4 << 20, "open read {got} bytes");
-    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
-    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
-    assert_eq!(p.log_end_offset(), 3);
-    assert_values(&p, 0..3)?;
-    Ok(())
+    assert_batch_3_cut_as_a_torn_tail(&p)
 }
 
 /// Of the zeros between damage and the valid batches after it, only whole aligned pages count
@@ -1382,11 +1382,7 @@ fn a_single_page_hole_between_junk_after_damage_is_a_torn_tail() -> TestResult {
     f.write_all_at(&[vec![0xAA; 4096], rest].concat(), 3 * 4096)?;
     drop(f);
     let p = Partition::open(&dir)?;
-    let cut = p.recovery_report().tail_cut.ok_or("no tail cut reported")?;
-    assert!(!cut.valid_data_after && cut.reason == CorruptKind::BatchChecksum, "{cut:?}");
-    assert_eq!(p.log_end_offset(), 3);
-    assert_values(&p, 0..3)?;
-    Ok(())
+    assert_batch_3_cut_as_a_torn_tail(&p)
 }
 
 /// Zeros inside the valid batches before the damage (a record of zeros) are data, not a power
