@@ -1435,3 +1435,212 @@ fn a_large_batch_is_checked_in_large_reads() -> TestResult {
     assert_eq!(p.log_end_offset(), 2);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `reserve` (partition/writer.rs): the active segment's allocation steps.
+
+/// Without `preallocate`, the active segment's file grows in steps that double from 64 KiB (up
+/// to 16 MiB a step): its length stays within about twice the data written, not the segment's
+/// 64 MiB limit. Kills `allocated + step` -> `allocated * step` (the third step already took
+/// the whole segment).
+#[test]
+fn the_active_segments_allocation_grows_with_its_data() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open_with(&dir, TopicConfig::default().segment_bytes(64 << 20))?;
+    let value = vec![0x33u8; 60 << 10];
+    let mut written = 0u64;
+    for _ in 0..120 {
+        p.append(Record::new().key("k").value(value.as_slice()))?;
+        written = p.segments()[0].size;
+        let len = std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len();
+        assert!(len >= written, "file {len} shorter than its data {written}");
+        assert!(len <= 2 * written + (64 << 10), "{len} bytes allocated for {written} of data");
+    }
+    assert!(written > 7 << 20);
+    Ok(())
+}
+
+/// An allocation that fails with an I/O error other than a full disk fails the append, with
+/// nothing written: only a full disk falls back to allocating exactly what the append needs
+/// (a failing device is not papered over by a smaller request that happens to pass). Kills the
+/// fallback's guard forced true and `&&` -> `||`.
+#[test]
+fn an_allocation_error_other_than_a_full_disk_fails_the_append() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    // The first step reserves 64 KiB: that fails; the 40 bytes the record needs would not.
+    let fs = Arc::new(CountingFs { fail_allocate_from: Some(1 << 10), ..CountingFs::default() });
+    let p = Partition::options().fs(fs).open(&dir)?;
+    match p.append(Record::new().key("k").value(value_of(0))) {
+        Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(EIO)),
+        other => panic!("append over a failing allocation: {other:?}"),
+    }
+    assert_eq!(p.log_end_offset(), 0);
+    drop(p);
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.log_end_offset(), 0);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `flush_if_due` and `flush_due_in` (partition/writer.rs): `flush.ms` kept by the maintenance
+// driver, to the millisecond.
+
+/// The driver fsyncs a partition once `flush.ms` has passed since its last fsync and something
+/// is unsynced, never before and never with nothing to sync, and asks to run again exactly when
+/// the next such fsync is due. Kills each comparison of both functions, their results replaced
+/// by constants, and the "nothing unsynced" check inverted.
+#[test]
+fn the_maintenance_driver_fsyncs_when_flush_ms_is_due_and_says_when() -> TestResult {
+    use partlog::LogDir;
+    use std::time::Duration;
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let dir = LogDir::options().fs(fs.clone()).clock(clock.clone()).open("/d")?;
+    let cfg = TopicConfig::default()
+        .durability(Durability::Periodic { messages: None, interval: Some(Duration::from_millis(100)) });
+    let t = dir.create_topic("t", cfg)?;
+    let mut m = dir.maintenance();
+    let flushed = |r: &partlog::MaintenanceReport| -> Vec<(String, u32)> {
+        r.flushed.iter().map(|p| (p.topic.clone(), p.partition)).collect()
+    };
+    let r = m.run_once();
+    assert!(flushed(&r).is_empty(), "{r:?}");
+    let idle = r.next_run_in;
+    assert!(idle > Duration::from_secs(1), "nothing to fsync, yet due in {idle:?}");
+    // The first append finds no fsync yet and syncs itself; the next, 30 ms later, does not.
+    t.append(Record::with_value("a"))?;
+    clock.advance(30);
+    t.append(Record::with_value("b"))?;
+    let r = m.run_once();
+    assert!(flushed(&r).is_empty(), "fsynced 30 ms after the last fsync: {r:?}");
+    assert_eq!(r.next_run_in, Duration::from_millis(70));
+    clock.advance(69);
+    let r = m.run_once();
+    assert!(flushed(&r).is_empty(), "fsynced 99 ms after the last fsync: {r:?}");
+    assert_eq!(r.next_run_in, Duration::from_millis(1));
+    clock.advance(1);
+    let r = m.run_once();
+    assert_eq!(flushed(&r), [("t".to_owned(), 0)], "{r:?}");
+    assert_eq!(r.next_run_in, idle, "{r:?}");
+    // Long past flush.ms with nothing unsynced: nothing to do.
+    clock.advance(1_000);
+    let r = m.run_once();
+    assert!(flushed(&r).is_empty(), "fsynced with nothing unsynced: {r:?}");
+    assert_eq!(r.next_run_in, idle, "{r:?}");
+    fs.crash(CrashMode::LoseUnsynced);
+    drop((t, m, dir));
+    let dir = LogDir::options().fs(fs.clone()).clock(clock).open("/d")?;
+    assert_eq!(dir.topic("t")?.partition(0)?.log_end_offset(), 2, "the driver's fsync did not happen");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `append_locked` (partition/writer.rs): the batch's attributes, the last offset, and the
+// sealed segment below the log start.
+
+/// A batch written under `message.timestamp.type=LogAppendTime` carries attribute bit 3 (its
+/// timestamps are the append time), one written under `CreateTime` does not, as Kafka's
+/// readers expect. Kills `== LogAppendTime` -> `!=` where the attributes are chosen.
+#[test]
+fn the_batch_attributes_say_which_timestamp_type_the_log_uses() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    for (name, ty, bit) in
+        [("create", partlog::TimestampType::CreateTime, 0u16), ("append", partlog::TimestampType::LogAppendTime, 8)]
+    {
+        let dir = tmp.path().join(name);
+        let p = Partition::open_with(&dir, TopicConfig::default().timestamp_type(ty))?;
+        p.append(Record::new().key("k").value(value_of(0)).timestamp(T0))?;
+        p.close()?;
+        let log = std::fs::read(dir.join(spec::seg_name(0, "log")))?;
+        let bs = spec::batches(&log);
+        assert_eq!(bs.len(), 1);
+        assert_eq!(spec::header(bs[0].1).attributes, bit, "{name}");
+    }
+    Ok(())
+}
+
+/// The offset space ends at `i64::MAX`: a batch whose last offset is `i64::MAX - 1` is
+/// appended whole, the next append is refused. Kills `count - 1` -> `count + 1` and
+/// `count / 1` in the batch's last offset (either refuses the batch that fits).
+#[test]
+fn a_batch_ending_just_below_the_end_of_the_offset_space_is_appended() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let end = i64::MAX as u64;
+    let first = end - 3;
+    write_segment(
+        &dir,
+        first,
+        &spec::batch(first, &[spec::Rec::new(first, T0, Some(b"k"), Some(&value_of(0)))], None),
+    )?;
+    let p = Partition::open(&dir)?;
+    assert_eq!(p.log_end_offset(), end - 2);
+    let batch = [Record::new().key("k").value("a"), Record::new().key("k").value("b")];
+    let info = p.append_batch(&batch)?;
+    assert_eq!((info.base_offset, info.last_offset), (end - 2, end - 1));
+    match p.append(Record::new().key("k").value("c")) {
+        Err(Error::OffsetSpaceExhausted { log_end_offset, records }) => assert_eq!((log_end_offset, records), (end, 1)),
+        other => panic!("append past the offset space: {other:?}"),
+    }
+    assert_eq!(p.log_end_offset(), end);
+    Ok(())
+}
+
+/// A segment sealed by an append's roll that lies wholly below the log start (the log start
+/// was moved to the log end) is deleted by that append, not left for the next retention pass.
+/// Kills `log_start >= base` -> `<` after the roll.
+#[test]
+fn a_rolled_segment_below_the_log_start_is_deleted_at_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open_with(&dir, TopicConfig::default().segment_bytes(1024))?;
+    for o in 0..5 {
+        p.append(Record::new().key("k").value(value_of(o)))?;
+    }
+    p.advance_log_start(5)?;
+    assert_eq!(p.segments().iter().map(|s| s.base_offset).collect::<Vec<_>>(), [0]);
+    // Too large for what is left of the segment: this append rolls first.
+    p.append(Record::new().key("k").value(vec![b'x'; 900]))?;
+    assert_eq!(p.segments().iter().map(|s| s.base_offset).collect::<Vec<_>>(), [5]);
+    assert!(!dir.join(spec::seg_name(0, "log")).exists(), "the sealed segment below the log start is still there");
+    assert_eq!(p.log_start_offset(), 5);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `sync_to` (partition/writer.rs): the `flush.messages` count after an fsync.
+
+/// `flush.messages=3`: a record appended while an fsync is in flight is not covered by it, and
+/// still counts toward the next fsync. Here: record 0, then an explicit `sync()` held inside
+/// its fsync while record 1 is appended, then record 2, whose append must fsync (three records
+/// were appended since the last fsync known to cover everything). Kills `&&` -> `||` in the
+/// count's reset after an fsync (the reset then also forgets record 1).
+#[test]
+fn a_record_appended_during_an_fsync_still_counts_toward_flush_messages() -> TestResult {
+    use common::gated_fs::GatedFs;
+    let sim = SimFs::new();
+    let fs = Arc::new(GatedFs::new(sim.clone()));
+    let gate = Arc::clone(&fs.gate);
+    let cfg = TopicConfig::default().durability(Durability::Periodic { messages: Some(3), interval: None });
+    let clock = ManualClock::new(T0);
+    let p = Partition::options().fs(fs).config(cfg.clone()).clock(clock.clone()).open("/p")?;
+    p.append(Record::new().key("k").value(value_of(0)))?;
+    gate.arm();
+    let syncer = {
+        let p = p.clone();
+        std::thread::spawn(move || p.sync())
+    };
+    gate.wait_held();
+    p.append(Record::new().key("k").value(value_of(1)))?;
+    gate.open();
+    syncer.join().map_err(|_| "sync thread panicked")??;
+    p.append(Record::new().key("k").value(value_of(2)))?;
+    sim.crash(CrashMode::LoseUnsynced);
+    drop(p);
+    let p = sim_open(&sim, &clock, &cfg)?;
+    assert_eq!(p.log_end_offset(), 3, "the third record since the last complete fsync was not synced");
+    assert_values(&p, 0..3)?;
+    Ok(())
+}

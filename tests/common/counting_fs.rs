@@ -1,7 +1,8 @@
 //! The real file system seen through partlog's I/O seam: the bytes read through every handle
 //! are counted (what a bound on work measures, where a time limit would depend on the
-//! machine), and opening one chosen path for reading can be made to fail with `EIO`. Handles
-//! have no read maps, so every byte read goes through `read_at` and is counted.
+//! machine), and opening one chosen path for reading, or allocating past a chosen length, can
+//! be made to fail with `EIO`. Handles have no read maps, so every byte read goes through
+//! `read_at` and is counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct CountingFs {
     pub reads: Arc<AtomicU64>,
     /// Opening this path for reading fails with `EIO`.
     pub fail_open: Option<PathBuf>,
+    /// Allocating a file to this length or more fails with `EIO` (smaller allocations work).
+    pub fail_allocate_from: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -27,6 +30,7 @@ struct CountingFile {
     inner: Box<dyn FileHandle>,
     read: Arc<AtomicU64>,
     reads: Arc<AtomicU64>,
+    fail_allocate_from: Option<u64>,
 }
 
 impl FileSystem for CountingFs {
@@ -47,6 +51,7 @@ impl FileSystem for CountingFs {
             inner: StdFs.open(path, mode)?,
             read: Arc::clone(&self.read),
             reads: Arc::clone(&self.reads),
+            fail_allocate_from: self.fail_allocate_from,
         }))
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
@@ -86,6 +91,9 @@ impl FileHandle for CountingFile {
         self.inner.sync_data()
     }
     fn allocate(&self, len: u64) -> std::io::Result<()> {
+        if self.fail_allocate_from.is_some_and(|from| len >= from) {
+            return Err(std::io::Error::from_raw_os_error(EIO));
+        }
         self.inner.allocate(len)
     }
     fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod counting_fs;
+pub mod gated_fs;
 
 /// splitmix64: small, seedable, good enough for test data.
 pub struct Rng(pub u64);
