@@ -1644,3 +1644,49 @@ fn a_record_appended_during_an_fsync_still_counts_toward_flush_messages() -> Tes
     assert_values(&p, 0..3)?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `Partition` (partition/mod.rs): identity, doorbells, `wait_for`.
+
+/// A partition opened with a partition id reports it, in `id()` and in every append's
+/// metadata. Kills `id` -> 0 and -> 1.
+#[test]
+fn a_partition_reports_its_id() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    for id in [0u32, 1, 7] {
+        let p = Partition::options().partition_id(id).open(tmp.path().join(format!("t-{id}")))?;
+        assert_eq!(p.id(), id);
+        assert_eq!(p.append(Record::with_value("v"))?.partition, id);
+    }
+    Ok(())
+}
+
+/// A doorbell unregistered from a partition is not rung by its appends any more, armed or
+/// not. Kills `unregister_doorbell` -> ().
+#[test]
+fn an_unregistered_doorbell_is_not_rung() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    let bell = partlog::Doorbell::new();
+    p.register_doorbell(&bell);
+    bell.arm();
+    p.append(Record::with_value("a"))?;
+    assert!(bell.wait(std::time::Duration::ZERO), "a registered, armed bell rings");
+    p.unregister_doorbell(&bell);
+    bell.arm();
+    p.append(Record::with_value("b"))?;
+    assert!(!bell.wait(std::time::Duration::from_millis(20)), "an unregistered bell rang");
+    Ok(())
+}
+
+/// `wait_for` on a partition nobody appends to returns false once its timeout passes, and
+/// true at once for an offset already below the log end. Kills `wait_for` -> true.
+#[test]
+fn wait_for_on_a_quiet_partition_times_out() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    p.append(Record::with_value("a"))?;
+    assert!(p.wait_for(0, std::time::Duration::ZERO));
+    assert!(!p.wait_for(1, std::time::Duration::from_millis(20)));
+    Ok(())
+}

@@ -187,3 +187,57 @@ fn a_failed_fsync_and_the_poisoning_it_causes_are_errors() -> TestResult {
     assert_eq!(events.iter().filter(|e| e.message().starts_with("partition poisoned")).count(), 1);
     Ok(())
 }
+
+/// Passes that change nothing are not reported; a compaction pass is reported as failed only
+/// when it failed for a reason other than the partition's configuration or its closing.
+#[test]
+fn quiet_passes_are_not_reported_and_only_real_failures_warn() -> TestResult {
+    let fs = SimFs::new();
+    let p = Partition::options().fs(fs.clone()).open("/p")?;
+    for _ in 0..3 {
+        p.append(Record::with_value(&b"v"[..]))?;
+    }
+    let quiet = capture(|| {
+        p.truncate_to(p.log_end_offset())?;
+        assert_eq!(p.run_retention()?.segments_deleted, 0);
+        assert!(matches!(p.compact(), Err(partlog::Error::InvalidConfig { .. })), "not a compacted log");
+        Ok(())
+    })?;
+    assert!(quiet.is_empty(), "{quiet:?}");
+    assert_eq!(p.log_end_offset(), 3);
+
+    let cfg = TopicConfig::default()
+        .segment_bytes(200)
+        .cleanup_policy(CleanupPolicy::COMPACT_DELETE)
+        .min_cleanable_dirty_ratio(0.0);
+    let q = Partition::options().fs(fs.clone()).config(cfg).open("/q")?;
+    let append = |n: u32| -> TestResult {
+        for i in 0..n {
+            q.append(Record::new().key(format!("k{}", i % 3).as_bytes()).value(&b"v".repeat(60)[..]))?;
+        }
+        Ok(())
+    };
+    append(20)?;
+    assert!(q.compact()?.cleaned);
+    let second = capture(|| {
+        assert!(!q.compact()?.cleaned, "nothing new to clean");
+        Ok(())
+    })?;
+    assert!(second.is_empty(), "{second:?}");
+    append(20)?;
+    let failed = capture(|| {
+        fs.fail_nth(0, ErrorKind::Other);
+        assert!(q.compact().is_err());
+        Ok(())
+    })?;
+    let warn = find(&failed, "compaction pass failed").ok_or("a failed-pass event")?;
+    assert_eq!(warn.level, Level::WARN);
+    assert!(find(&failed, "compaction pass").is_none(), "{failed:?}");
+    q.close()?;
+    let closed = capture(|| {
+        assert!(matches!(q.compact(), Err(partlog::Error::Closed)));
+        Ok(())
+    })?;
+    assert!(closed.is_empty(), "{closed:?}");
+    Ok(())
+}
