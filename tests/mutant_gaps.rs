@@ -1679,14 +1679,45 @@ fn an_unregistered_doorbell_is_not_rung() -> TestResult {
     Ok(())
 }
 
-/// `wait_for` on a partition nobody appends to returns false once its timeout passes, and
-/// true at once for an offset already below the log end. Kills `wait_for` -> true.
+/// `wait_for` on a partition nobody appends to returns false once its timeout passes, for the
+/// log end and any offset past it, and true at once for an offset below the log end. Kills
+/// `wait_for` -> true / false and each form of either comparison with the log end (the one
+/// before the wait and the one in it).
 #[test]
 fn wait_for_on_a_quiet_partition_times_out() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let p = Partition::open(tmp.path().join("p"))?;
     p.append(Record::with_value("a"))?;
+    p.append(Record::with_value("b"))?;
     assert!(p.wait_for(0, std::time::Duration::ZERO));
-    assert!(!p.wait_for(1, std::time::Duration::from_millis(20)));
+    assert!(p.wait_for(1, std::time::Duration::ZERO));
+    for past in [2, 3, 100] {
+        assert!(!p.wait_for(past, std::time::Duration::from_millis(20)), "offset {past}");
+    }
+    Ok(())
+}
+
+/// `wait_for` is woken by an append from another thread, and by the partition closing (then
+/// it returns false). Its timeout is an hour: returning at all shows it was woken. Kills the
+/// deadline computed as `now - timeout` (no wait at all) and the closed check dropped.
+#[test]
+fn wait_for_is_woken_by_an_append_and_by_close() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    let hour = std::time::Duration::from_secs(3600);
+    let later = |f: Box<dyn FnOnce() -> Result<(), Error> + Send>| {
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            f()
+        })
+    };
+    let writer = p.clone();
+    let t = later(Box::new(move || writer.append(Record::with_value("a")).map(|_| ())));
+    assert!(p.wait_for(0, hour));
+    t.join().map_err(|_| "appender panicked")??;
+    let closer = p.clone();
+    let t = later(Box::new(move || closer.close()));
+    assert!(!p.wait_for(1, hour));
+    t.join().map_err(|_| "closer panicked")??;
     Ok(())
 }
