@@ -1721,3 +1721,71 @@ fn wait_for_is_woken_by_an_append_and_by_close() -> TestResult {
     t.join().map_err(|_| "closer panicked")??;
     Ok(())
 }
+
+/// The deprecated `next_offset` still answers the log end offset. Kills it -> 0 and -> 1.
+#[test]
+#[allow(deprecated)]
+fn the_deprecated_next_offset_is_the_log_end_offset() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    for o in 0..3 {
+        assert_eq!(p.next_offset(), o);
+        p.append(Record::with_value("v"))?;
+    }
+    assert_eq!((p.next_offset(), p.log_end_offset()), (3, 3));
+    Ok(())
+}
+
+/// A handle on the active segment taken while appends go on has a summary whose fields agree
+/// (taken under the writer lock): with records of one size, its size is its record count
+/// times one batch's length, and its end offset is its record count. A race: it can only
+/// catch the summary read without the lock when an append lands between two of its fields,
+/// which many rounds make likely, not certain. Aimed at `i + 1 == n` -> `!=` and `+` -> `*`
+/// in `Partition::segment` (the active segment's summary read without the lock).
+#[test]
+fn the_active_segments_handle_has_a_consistent_summary_under_appends() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    let rec = || Record::new().key("k").value("v").timestamp(T0);
+    p.append(rec())?;
+    let batch = p.segments()[0].size;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || -> Result<(), Error> {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && p.log_end_offset() < 2_000_000 {
+                p.append(rec())?;
+            }
+            Ok(())
+        })
+    };
+    let mut torn = None;
+    for _ in 0..20_000 {
+        let s = p.segment(0)?;
+        if s.size() != s.record_count() * batch || s.end_offset() != s.record_count() {
+            torn = Some((s.size(), s.record_count(), s.end_offset()));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().map_err(|_| "appender panicked")??;
+    assert_eq!(torn, None, "size, records, end offset of one summary disagree (one batch: {batch} bytes)");
+    Ok(())
+}
+
+/// The last handle dropped without `close` closes the partition: the next open is clean (no
+/// re-validation). Kills `Drop for Inner` -> () and its `closed` / `poisoned` checks inverted.
+#[test]
+fn dropping_the_last_handle_closes_cleanly() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let p = Partition::open(&dir)?;
+    for o in 0..3 {
+        p.append(Record::new().key("k").value(value_of(o)))?;
+    }
+    drop(p);
+    let p = Partition::open(&dir)?;
+    assert!(p.recovery_report().clean, "{:?}", p.recovery_report());
+    assert_values(&p, 0..3)?;
+    Ok(())
+}
