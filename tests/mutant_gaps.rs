@@ -1789,3 +1789,58 @@ fn dropping_the_last_handle_closes_cleanly() -> TestResult {
     assert_values(&p, 0..3)?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `Inner::view_after` (partition/mod.rs): a reader meeting a segment retired by a swap in
+// progress.
+
+/// A truncation retires the segment it cuts before it puts the kept prefix in place and
+/// publishes the new segment list. A read of a kept record that meets the retired segment in
+/// that window waits for the new list and returns the record, rather than failing with "the
+/// segment list kept changing". Here the swap is held at the rename of the kept prefix onto
+/// the segment's `.log` while a reader of a cold (never opened) segment starts.
+/// Kills `!=` -> `==` in `view_after` (the reader then gives up at once, 64 times over).
+#[test]
+fn a_read_that_meets_a_segment_retired_by_a_truncation_waits_for_the_new_list() -> TestResult {
+    use common::gated_fs::GatedFs;
+    let sim = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let cfg = TopicConfig::default().segment_bytes(400);
+    {
+        let p = sim_open(&sim, &clock, &cfg)?;
+        for o in 0..24 {
+            append_one(&p, o)?;
+        }
+        p.close()?;
+    }
+    let fs = Arc::new(GatedFs::new(sim.clone()));
+    let gate = Arc::clone(&fs.rename_gate);
+    let p = Partition::options().fs(fs).config(cfg.clone()).clock(clock.clone()).open("/p")?;
+    let segs = p.segments();
+    assert!(segs.len() >= 4, "{segs:?}");
+    // Cut one record into the second segment: that segment is rewritten, the ones above go.
+    let (kept, cut) = (segs[1].base_offset, segs[1].base_offset + 1);
+    gate.arm();
+    let truncator = {
+        let p = p.clone();
+        std::thread::spawn(move || p.truncate_to(cut))
+    };
+    gate.wait_held();
+    let (started, ready) = std::sync::mpsc::channel();
+    let reader = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let _ = started.send(());
+            p.read(kept, 1 << 20).map(|r| r.into_iter().map(|r| r.offset).collect::<Vec<_>>())
+        })
+    };
+    ready.recv()?;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    gate.open();
+    truncator.join().map_err(|_| "truncate thread panicked")??;
+    let got = reader.join().map_err(|_| "reader thread panicked")??;
+    assert_eq!(got, vec![kept], "the read of the kept record after the swap");
+    assert_eq!(p.log_end_offset(), cut);
+    assert_values(&p, 0..cut)?;
+    Ok(())
+}

@@ -1,7 +1,9 @@
-//! Any file system seen through partlog's I/O seam, with a gate on fsync: once armed, the next
-//! `sync_data` of a `.log` file stops before it starts, tells the test it got there, and waits
-//! until the test opens the gate. A test then acts while an fsync is in flight, at a known
-//! point, instead of hoping a thread is scheduled there.
+//! Any file system seen through partlog's I/O seam, with two gates: once armed, `gate` holds
+//! the next `sync_data` of a `.log` file, and `rename_gate` the next rename onto a `.log` file
+//! (a truncation or compaction putting a new segment file in place), before it starts. The
+//! held call tells the test it got there and waits until the test opens the gate. A test then
+//! acts while an fsync or a segment swap is in flight, at a known point, instead of hoping a
+//! thread is scheduled there.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ enum State {
     Holding,
 }
 
-/// The gate: arm it, wait until an fsync is held at it, open it.
+/// The gate: arm it, wait until a call is held at it, open it.
 #[derive(Debug, Default)]
 pub struct Gate {
     state: Mutex<State>,
@@ -25,18 +27,18 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// The next `.log` fsync stops at the gate.
+    /// The next gated call stops at the gate.
     pub fn arm(&self) {
         *self.state.lock() = State::Armed;
     }
-    /// Waits until an fsync is held at the gate.
+    /// Waits until a call is held at the gate.
     pub fn wait_held(&self) {
         let mut st = self.state.lock();
         while *st != State::Holding {
             self.changed.wait(&mut st);
         }
     }
-    /// Lets the held fsync (if any) go on; later ones pass.
+    /// Lets the held call (if any) go on; later ones pass.
     pub fn open(&self) {
         *self.state.lock() = State::Open;
         self.changed.notify_all();
@@ -54,17 +56,22 @@ impl Gate {
     }
 }
 
-/// `inner`, with [`Gate`] on the fsync of `.log` files.
+/// `inner`, with a [`Gate`] on the fsync of `.log` files and one on renames onto them.
 #[derive(Debug)]
 pub struct GatedFs {
     pub inner: Arc<dyn FileSystem>,
     pub gate: Arc<Gate>,
+    pub rename_gate: Arc<Gate>,
 }
 
 impl GatedFs {
     pub fn new(inner: Arc<dyn FileSystem>) -> GatedFs {
-        GatedFs { inner, gate: Arc::default() }
+        GatedFs { inner, gate: Arc::default(), rename_gate: Arc::default() }
     }
+}
+
+fn is_log(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "log")
 }
 
 #[derive(Debug)]
@@ -84,8 +91,10 @@ impl FileSystem for GatedFs {
         self.inner.entry_kind(path)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Box<dyn FileHandle>> {
-        let is_log = path.extension().is_some_and(|e| e == "log");
-        Ok(Box::new(GatedFile { inner: self.inner.open(path, mode)?, gate: is_log.then(|| Arc::clone(&self.gate)) }))
+        Ok(Box::new(GatedFile {
+            inner: self.inner.open(path, mode)?,
+            gate: is_log(path).then(|| Arc::clone(&self.gate)),
+        }))
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
@@ -94,6 +103,9 @@ impl FileSystem for GatedFs {
         self.inner.remove_dir_all(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        if is_log(to) {
+            self.rename_gate.pass();
+        }
         self.inner.rename(from, to)
     }
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
