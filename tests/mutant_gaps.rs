@@ -1844,3 +1844,155 @@ fn a_read_that_meets_a_segment_retired_by_a_truncation_waits_for_the_new_list() 
     assert_values(&p, 0..cut)?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// One compaction pass (cleaner/clean.rs): keyless records, the key map's size, partial passes.
+
+fn compacted() -> TopicConfig {
+    TopicConfig::default().cleanup_policy(partlog::CleanupPolicy::COMPACT).min_cleanable_dirty_ratio(0.0)
+}
+
+type KeyValue = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn keys_and_values(p: &Partition) -> Result<Vec<KeyValue>, Error> {
+    Ok(read_all(p)?.into_iter().map(|r| (r.offset, r.key, r.value)).collect())
+}
+
+/// The empty key is a key: a record with it is its key's latest even when a keyless record
+/// follows it, and compaction keeps it while it removes the keyless one. Kills `<<` -> `>>` in
+/// the phase-1 marker of keyless records (the marker becomes 0, and a keyless record is then
+/// mapped as the empty key's latest record, which removes the real one).
+#[test]
+fn a_record_with_the_empty_key_is_not_taken_for_a_keyless_one() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    // Records without a key are refused by a compacted log: they were written before.
+    let p = sim_open(&fs, &clock, &TopicConfig::default())?;
+    p.append(Record::new().key(&b""[..]).value("empty key"))?;
+    p.append(Record::new().key("a").value("a"))?;
+    p.append(Record::with_value("no key"))?;
+    assert!(p.roll()?);
+    p.close()?;
+    drop(p);
+    let p = sim_open(&fs, &clock, &compacted())?;
+    let report = p.compact()?;
+    assert!(report.cleaned, "{report:?}");
+    assert_eq!(report.keyless_records_removed, 1, "{report:?}");
+    assert_eq!(
+        keys_and_values(&p)?,
+        [(0, Some(Vec::new()), Some(b"empty key".to_vec())), (1, Some(b"a".to_vec()), Some(b"a".to_vec()))]
+    );
+    Ok(())
+}
+
+/// The key map is as large as the pass's records could need and no larger: 1,000 records
+/// with distinct keys at the default load factor of 0.9 need 1,000 / 0.9 = 1,112 slots, and a
+/// table is a power of two long, so 2,048 slots of 24 bytes (1,024 would hold only 921 keys).
+/// Kills `+` -> `*` in the slot count wanted for the dirty records (4,096 slots).
+#[test]
+fn a_pass_takes_the_smallest_key_map_its_records_fit_in() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let p = sim_open(&fs, &clock, &compacted())?;
+    let batch: Vec<Record<'_>> =
+        (0..1_000u32).map(|i| Record::new().key(i.to_be_bytes().to_vec()).value("v")).collect();
+    p.append_batch(&batch)?;
+    assert!(p.roll()?);
+    let report = p.compact()?;
+    assert!(report.cleaned && !report.partial, "{report:?}");
+    assert_eq!(report.keys_mapped, 1_000, "{report:?}");
+    assert_eq!(report.map_bytes, 2_048 * 24, "{report:?}");
+    Ok(())
+}
+
+/// `dedupe_buffer_bytes` bounds the key map: 100,000 bytes hold 4,166 slots of 24 bytes, and
+/// the largest power of two below that is 4,096 (98,304 bytes), filled to 0.9 of it (3,686
+/// keys). With 5,000 distinct keys the pass stops there (partial) and the next passes go on
+/// from where it stopped. Kills `/` -> `*` in rounding the limit to a power of two (the map
+/// then grows to 8,192 slots, 196,608 bytes).
+#[test]
+fn the_key_map_stays_within_the_dedupe_buffer() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let p = sim_open(&fs, &clock, &compacted())?;
+    let batch: Vec<Record<'_>> =
+        (0..5_000u32).map(|i| Record::new().key(i.to_be_bytes().to_vec()).value("v")).collect();
+    p.append_batch(&batch)?;
+    assert!(p.roll()?);
+    let opts = partlog::CleanerOptions::default().dedupe_buffer_bytes(100_000);
+    let report = p.compact_with(&opts)?;
+    assert!(report.cleaned && report.partial, "{report:?}");
+    assert!(report.map_bytes <= 100_000, "{report:?}");
+    assert_eq!(report.map_bytes, 4_096 * 24, "{report:?}");
+    assert_eq!(report.keys_mapped, 3_686, "{report:?}");
+    assert_eq!(report.cleaned_up_to, 3_686, "{report:?}");
+    Ok(())
+}
+
+/// A partial pass (the map filled up) is clean only up to the last record it mapped, also
+/// when the mapped range held a keyless record: the next pass starts there. Here a map of 4
+/// slots holds 3 keys: record 0 has no key, records 1-3 fill the map, records 4 and 5 (keys
+/// `d` and `a`) are left for the next pass, which removes the older `a`. Kills deleting `!` in
+/// the range a keyless record covers (it then covers every offset, and the first pass claims
+/// the whole log).
+#[test]
+fn a_partial_pass_with_a_keyless_record_is_clean_only_up_to_what_it_mapped() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    // Records without a key are refused by a compacted log: this one was written before.
+    let p = sim_open(&fs, &clock, &TopicConfig::default())?;
+    p.append(Record::with_value("no key"))?;
+    for k in ["a", "b", "c", "d", "a"] {
+        p.append(Record::new().key(k).value(k))?;
+    }
+    assert!(p.roll()?);
+    p.close()?;
+    drop(p);
+    let p = sim_open(&fs, &clock, &compacted())?;
+    let opts = partlog::CleanerOptions::default().dedupe_buffer_bytes(4 * 24);
+    let first = p.compact_with(&opts)?;
+    assert!(first.cleaned && first.partial, "{first:?}");
+    assert_eq!((first.keys_mapped, first.cleaned_up_to), (3, 4), "{first:?}");
+    let second = p.compact_with(&opts)?;
+    assert!(second.cleaned, "{second:?}");
+    assert_eq!((second.first_dirty_offset, second.cleaned_up_to), (4, 6), "{second:?}");
+    let kept: Vec<u64> = read_all(&p)?.iter().map(|r| r.offset).collect();
+    assert_eq!(kept, [2, 3, 4, 5]);
+    Ok(())
+}
+
+/// A partial pass whose map ends exactly where a segment begins rewrites only the segments
+/// below that point: the next segment is left as it is (not merged into the cleaned group),
+/// for the next pass to clean. Here segments [0, 3) and [3, 6) hold keys `a`-`c` and `d`-`f`,
+/// and a map of 3 keys fills up on `d`. Kills `<` -> `<=` in choosing the segments to rewrite.
+#[test]
+fn a_partial_pass_rewrites_no_segment_past_what_it_mapped() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let p = sim_open(&fs, &clock, &compacted())?;
+    for k in ["a", "b", "c", "d", "e", "f"] {
+        p.append(Record::new().key(k).value(k))?;
+        if k == "c" || k == "f" {
+            assert!(p.roll()?);
+        }
+    }
+    let opts = partlog::CleanerOptions::default().dedupe_buffer_bytes(4 * 24);
+    let report = p.compact_with(&opts)?;
+    assert!(report.cleaned && report.partial, "{report:?}");
+    assert_eq!(report.cleaned_up_to, 3, "{report:?}");
+    assert_eq!((report.segments_before, report.segments_after), (1, 1), "{report:?}");
+    let bases: Vec<u64> = p.segments().iter().map(|s| s.base_offset).collect();
+    assert_eq!(bases, [0, 3, 6]);
+    assert_values_kv(&p, ["a", "b", "c", "d", "e", "f"])?;
+    Ok(())
+}
+
+fn assert_values_kv<const N: usize>(p: &Partition, keys: [&str; N]) -> TestResult {
+    let want: Vec<KeyValue> = keys
+        .iter()
+        .enumerate()
+        .map(|(o, k)| (o as u64, Some(k.as_bytes().to_vec()), Some(k.as_bytes().to_vec())))
+        .collect();
+    assert_eq!(keys_and_values(p)?, want);
+    Ok(())
+}

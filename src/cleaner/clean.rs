@@ -491,6 +491,29 @@ fn keep(r: &RecordRef<'_>, key_hash: KeyHash, h: &BatchHeader, ctx: &Ctx<'_>, re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CleanupPolicy, Partition, Record};
+
+    /// The maintenance driver's passes are not forced: one on a partition that is not due
+    /// (here `min.cleanable.dirty.ratio` 1.0, which no dirty ratio exceeds, and no
+    /// `max.compaction.lag.ms`) changes nothing, while a forced one cleans.
+    #[test]
+    fn a_pass_that_is_not_forced_cleans_only_a_due_partition() -> Result<()> {
+        let cfg = TopicConfig::default().cleanup_policy(CleanupPolicy::COMPACT).min_cleanable_dirty_ratio(1.0);
+        let p = Partition::options().fs(crate::fs::sim::SimFs::new()).config(cfg).open("/p")?;
+        for v in ["1", "2", "3"] {
+            p.append(Record::new().key("k").value(v))?;
+        }
+        assert!(p.roll()?);
+        let (opts, throttle) = (CleanerOptions::default(), Throttle::new(None));
+        let lazy = p.compact_throttled(&opts, &throttle, false)?;
+        assert!(!lazy.cleaned, "{lazy:?}");
+        assert_eq!(p.iter(0).count(), 3);
+        let forced = p.compact_throttled(&opts, &throttle, true)?;
+        assert!(forced.cleaned, "{forced:?}");
+        assert_eq!(forced.records_removed, 2, "{forced:?}");
+        assert_eq!(p.iter(0).map(|r| r.map(|r| r.offset)).collect::<Result<Vec<_>>>()?, [2]);
+        Ok(())
+    }
 
     #[test]
     fn the_survivor_bitmap_marks_exactly_the_offsets_the_map_holds() {
