@@ -1996,3 +1996,153 @@ fn assert_values_kv<const N: usize>(p: &Partition, keys: [&str; N]) -> TestResul
     assert_eq!(keys_and_values(p)?, want);
     Ok(())
 }
+
+/// An `.index` file is derived data, checked by its checksums and its summary; one that
+/// passes both but whose entry points at a batch other than the one it names (written by a
+/// bug or by hand) must not make compaction skip records. A pass that starts inside a
+/// segment looks up its first dirty offset in the index and reads from there only when the
+/// batch there starts at the entry's offset, else from the segment's start. Here a partial
+/// pass leaves the cleaner at offset 3, and the segment's index is then rewritten (with valid
+/// checksums) so that the entry for offset 3 points at the batch of offset 5. The next pass
+/// must still keep keys `k3` and `k4`, which are their keys' latest records. Kills `&&` -> `||`
+/// and `==` -> `!=` in `start_position` (the pass then maps nothing below 5, and its survivor
+/// bitmap drops records 3 and 4).
+#[test]
+fn a_checksummed_but_wrong_index_entry_does_not_make_compaction_skip_records() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let cfg = compacted().index_interval_bytes(1);
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    {
+        let p = sim_open(&fs, &clock, &cfg)?;
+        for k in &keys {
+            p.append(Record::new().key(k.as_str()).value(k.as_str()))?;
+        }
+        assert!(p.roll()?);
+        let opts = partlog::CleanerOptions::default().dedupe_buffer_bytes(4 * 24);
+        let first = p.compact_with(&opts)?;
+        assert!(first.partial, "{first:?}");
+        assert_eq!(first.cleaned_up_to, 3, "{first:?}");
+        p.close()?;
+    }
+    // The index: an 80-byte header (entry count at 64, the entries' CRC-32 at 68, the
+    // header's CRC-32 of its first 76 bytes at 76), then (relative offset, position) pairs of
+    // little-endian u32.
+    let path = Path::new("/p").join(spec::seg_name(0, "index"));
+    let bytes = fs.read_file(&path)?;
+    let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let entries: Vec<(u32, u32)> = bytes[80..].chunks_exact(8).map(|e| (le(&e[..4]), le(&e[4..]))).collect();
+    let pos_of =
+        |o: u32| entries.iter().find(|e| e.0 == o).map(|e| e.1).ok_or(format!("no entry for {o}: {entries:?}"));
+    let (at5, next) = (pos_of(5)?, pos_of(6)?);
+    let mut forged: Vec<(u32, u32)> = entries.iter().copied().filter(|e| e.0 < 3).collect();
+    forged.push((3, at5));
+    forged.extend(entries.iter().copied().filter(|e| e.0 >= 6));
+    assert!(forged.iter().any(|e| e.1 == next));
+    let mut out = bytes[..80].to_vec();
+    for (o, p) in &forged {
+        out.extend_from_slice(&o.to_le_bytes());
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    out[64..68].copy_from_slice(&(forged.len() as u32).to_le_bytes());
+    let body_crc = crc32fast::hash(&out[80..]);
+    out[68..72].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[..76]);
+    out[76..80].copy_from_slice(&header_crc.to_le_bytes());
+    fs.write_file(&path, &out)?;
+
+    let p = sim_open(&fs, &clock, &cfg)?;
+    let (index, _) = p.segment_indexes(0)?;
+    assert_eq!(index.lookup(3).position, u64::from(at5), "the forged index is the one in use");
+    let second = p.compact()?;
+    assert!(second.cleaned, "{second:?}");
+    assert_eq!(second.first_dirty_offset, 3, "{second:?}");
+    let got: Vec<Vec<u8>> = read_all(&p)?.into_iter().filter_map(|r| r.key).collect();
+    let want: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+    assert_eq!(got, want, "every key's only record is kept");
+    Ok(())
+}
+
+/// A cleaned segment's first timestamp is that of its first kept batch (as a rebuild from
+/// the log would find): here `a` at T0 is removed by `a` at T0 + 20, so the segment now starts
+/// with `b` at T0 + 10. `max.compaction.lag.ms` measures a dirty segment's age from it. Kills
+/// both `==` -> `!=` in `Output::push`'s first-timestamp rule (T0 + 20, or none at all).
+#[test]
+fn a_cleaned_segment_starts_at_its_first_kept_records_timestamp() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let p = sim_open(&fs, &clock, &compacted())?;
+    for (k, ts) in [("a", T0), ("b", T0 + 10), ("a", T0 + 20)] {
+        p.append(Record::new().key(k).value(k).timestamp(ts))?;
+    }
+    assert!(p.roll()?);
+    assert_eq!(p.segments()[0].first_timestamp, Some(T0));
+    let report = p.compact()?;
+    assert_eq!(report.records_removed, 1, "{report:?}");
+    let seg = &p.segments()[0];
+    assert_eq!((seg.first_timestamp, seg.max_timestamp), (Some(T0 + 10), Some(T0 + 20)), "{seg:?}");
+    Ok(())
+}
+
+/// A cleaned segment larger than the cleaner's 1 MiB write buffer is written in several
+/// writes, each after the one before: 3,000 records of 1 KiB (about 3.2 MiB) come back intact
+/// after a pass that removes every other one, and again after a reopen. Kills `+=` -> `*=` in
+/// the output's write position (every write then lands at position 0).
+#[test]
+fn a_cleaned_segment_larger_than_the_write_buffer_is_written_whole() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let cfg = compacted();
+    let value = |i: u32| {
+        let mut v = vec![(i % 251) as u8; 1024];
+        v[..4].copy_from_slice(&i.to_be_bytes());
+        v
+    };
+    {
+        let p = sim_open(&fs, &clock, &cfg)?;
+        for chunk in (0..3_000u32).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<Record<'_>> =
+                chunk.iter().map(|&i| Record::new().key(format!("k{}", i / 2).into_bytes()).value(value(i))).collect();
+            p.append_batch(&batch)?;
+        }
+        assert!(p.roll()?);
+        let report = p.compact()?;
+        assert_eq!(report.records_removed, 1_500, "{report:?}");
+        assert!(report.bytes_after > 1 << 20, "{report:?}");
+        p.close()?;
+    }
+    let p = sim_open(&fs, &clock, &cfg)?;
+    let got: Vec<(u64, Vec<u8>)> = read_all(&p)?.into_iter().map(|r| (r.offset, r.value.unwrap_or_default())).collect();
+    let want: Vec<(u64, Vec<u8>)> = (0..3_000u32).filter(|i| i % 2 == 1).map(|i| (u64::from(i), value(i))).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the cleaned segment's records differ");
+    Ok(())
+}
+
+/// A batch that compaction rewrites (some of its records removed) keeps its attributes: under
+/// `message.timestamp.type=LogAppendTime` the cleaned batch still carries bit 3, so its
+/// timestamps still read as append times. Kills deleting `!` in the attributes the rewritten
+/// batch is given (it would keep only the delete-horizon bit).
+#[test]
+fn a_rewritten_batch_keeps_its_attributes() -> TestResult {
+    let clock = ManualClock::new(T0);
+    let fs = SimFs::new();
+    let cfg = compacted().timestamp_type(partlog::TimestampType::LogAppendTime);
+    let p = sim_open(&fs, &clock, &cfg)?;
+    p.append_batch(&[
+        Record::new().key("a").value("1"),
+        Record::new().key("b").value("2"),
+        Record::new().key("a").value("3"),
+    ])?;
+    assert!(p.roll()?);
+    let report = p.compact()?;
+    assert_eq!(report.records_removed, 1, "{report:?}");
+    p.close()?;
+    let log = fs.read_file(&Path::new("/p").join(spec::seg_name(0, "log")))?;
+    let bs = spec::batches(&log);
+    assert_eq!(bs.len(), 1);
+    let h = spec::header(bs[0].1);
+    assert_eq!((h.base_offset, h.count, h.last_delta), (0, 2, 2), "{h:?}");
+    assert_eq!(h.attributes, 8, "{h:?}");
+    Ok(())
+}
