@@ -1891,13 +1891,7 @@ fn a_record_with_the_empty_key_is_not_taken_for_a_keyless_one() -> TestResult {
 /// Kills `+` -> `*` in the slot count wanted for the dirty records (4,096 slots).
 #[test]
 fn a_pass_takes_the_smallest_key_map_its_records_fit_in() -> TestResult {
-    let clock = ManualClock::new(T0);
-    let fs = SimFs::new();
-    let p = sim_open(&fs, &clock, &compacted())?;
-    let batch: Vec<Record<'_>> =
-        (0..1_000u32).map(|i| Record::new().key(i.to_be_bytes().to_vec()).value("v")).collect();
-    p.append_batch(&batch)?;
-    assert!(p.roll()?);
+    let p = sealed_distinct_keys(1_000)?;
     let report = p.compact()?;
     assert!(report.cleaned && !report.partial, "{report:?}");
     assert_eq!(report.keys_mapped, 1_000, "{report:?}");
@@ -1907,18 +1901,12 @@ fn a_pass_takes_the_smallest_key_map_its_records_fit_in() -> TestResult {
 
 /// `dedupe_buffer_bytes` bounds the key map: 100,000 bytes hold 4,166 slots of 24 bytes, and
 /// the largest power of two below that is 4,096 (98,304 bytes), filled to 0.9 of it (3,686
-/// keys). With 5,000 distinct keys the pass stops there (partial) and the next passes go on
+/// keys). With 5,000 distinct keys the pass stops there (partial) and the next pass goes on
 /// from where it stopped. Kills `/` -> `*` in rounding the limit to a power of two (the map
 /// then grows to 8,192 slots, 196,608 bytes).
 #[test]
 fn the_key_map_stays_within_the_dedupe_buffer() -> TestResult {
-    let clock = ManualClock::new(T0);
-    let fs = SimFs::new();
-    let p = sim_open(&fs, &clock, &compacted())?;
-    let batch: Vec<Record<'_>> =
-        (0..5_000u32).map(|i| Record::new().key(i.to_be_bytes().to_vec()).value("v")).collect();
-    p.append_batch(&batch)?;
-    assert!(p.roll()?);
+    let p = sealed_distinct_keys(5_000)?;
     let opts = partlog::CleanerOptions::default().dedupe_buffer_bytes(100_000);
     let report = p.compact_with(&opts)?;
     assert!(report.cleaned && report.partial, "{report:?}");
@@ -1926,7 +1914,20 @@ fn the_key_map_stays_within_the_dedupe_buffer() -> TestResult {
     assert_eq!(report.map_bytes, 4_096 * 24, "{report:?}");
     assert_eq!(report.keys_mapped, 3_686, "{report:?}");
     assert_eq!(report.cleaned_up_to, 3_686, "{report:?}");
+    let next = p.compact_with(&opts)?;
+    assert!(next.cleaned && !next.partial, "{next:?}");
+    assert_eq!((next.first_dirty_offset, next.cleaned_up_to, next.keys_mapped), (3_686, 5_000, 1_314), "{next:?}");
     Ok(())
+}
+
+/// A compacted partition on a simulated disk whose one sealed segment holds `n` records with
+/// distinct keys, in one batch.
+fn sealed_distinct_keys(n: u32) -> Result<Partition, Error> {
+    let p = sim_open(&SimFs::new(), &ManualClock::new(T0), &compacted())?;
+    let batch: Vec<Record<'_>> = (0..n).map(|i| Record::new().key(i.to_be_bytes().to_vec()).value("v")).collect();
+    p.append_batch(&batch)?;
+    assert!(p.roll()?);
+    Ok(p)
 }
 
 /// A partial pass (the map filled up) is clean only up to the last record it mapped, also
