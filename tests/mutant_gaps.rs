@@ -2147,3 +2147,47 @@ fn a_rewritten_batch_keeps_its_attributes() -> TestResult {
     assert_eq!(h.attributes, 8, "{h:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Batch attributes (batch.rs).
+
+/// A sealed segment that holds a transactional batch and a control batch (valid checksums,
+/// placed there after a clean close, so the open does not scan it) is refused batch by batch
+/// by a segment handle, as `UnsupportedFeature`, never listed as plain data: partlog does not
+/// implement transactions. (So the `transactional` and `control` flags of a listed batch are
+/// always false, and the `<<` -> `>>` mutants of those two bits are equivalent.)
+#[test]
+fn a_segment_handle_refuses_transactional_and_control_batches() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    {
+        let p = Partition::open(&dir)?;
+        p.append(Record::new().key("k").value("a"))?;
+        p.append(Record::new().key("k").value("b"))?;
+        assert!(p.roll()?);
+        p.append(Record::new().key("k").value("c"))?;
+        p.close()?;
+    }
+    let path = dir.join(spec::seg_name(0, "log"));
+    let mut log = std::fs::read(&path)?;
+    let spans: Vec<(usize, usize)> = spec::batches(&log).iter().map(|(pos, b)| (*pos, b.len())).collect();
+    assert_eq!(spans.len(), 2);
+    // Attributes at byte 10 (bit 4 transactional, bit 5 control); the CRC-32 at byte 4 covers
+    // bytes 8 to the end.
+    for (&(pos, len), bit) in spans.iter().zip([1u16 << 4, 1 << 5]) {
+        let b = &mut log[pos..pos + len];
+        let attributes = u16::from_le_bytes([b[10], b[11]]) | bit;
+        b[10..12].copy_from_slice(&attributes.to_le_bytes());
+        let crc = crc32fast::hash(&b[8..]);
+        b[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(&path, &log)?;
+    let p = Partition::open(&dir)?;
+    let seg = p.segment(0)?;
+    let first = seg.batches().next().ok_or("a batch")?;
+    assert!(matches!(first, Err(Error::Corrupt { offset: 0, kind: CorruptKind::UnsupportedFeature, .. })), "{first:?}");
+    let v = seg.verify()?;
+    let problems: Vec<(u64, CorruptKind)> = v.problems.iter().map(|p| (p.position, p.kind)).collect();
+    assert_eq!(problems.first(), Some(&(0, CorruptKind::UnsupportedFeature)), "{problems:?}");
+    Ok(())
+}

@@ -165,3 +165,33 @@ fn only_dense_batches_of_enough_records_get_a_directory() {
     assert_eq!(h.last_offset_delta, 126);
     assert!(record_directory(&gappy, h).is_none());
 }
+
+/// Each consistency rule of the header refuses a header on its own (`parse` does not check
+/// the CRC, so the header bytes are changed in place): a record count above the batch's
+/// offset span, a last offset at the end of the offset space, a reserved byte set, a delete
+/// horizon without its attribute bit or the bit without a horizon. Kills `||` -> `&&` between
+/// the count rule and the offset-space rule (the header was then refused only when both
+/// held).
+#[test]
+fn each_header_rule_refuses_a_header_on_its_own() {
+    let good = build(&[Record::new().value("a"), Record::new().value("b")], 10);
+    let parse = |change: &dyn Fn(&mut [u8])| {
+        let mut b = good.clone();
+        change(&mut b);
+        BatchHeader::parse(&b, b.len())
+    };
+    let invalid = |r: Result<BatchHeader, CorruptKind>| matches!(r, Err(CorruptKind::BatchInvalid));
+    assert!(parse(&|_| {}).is_ok());
+    // Two offsets (last offset delta 1), three records.
+    assert!(invalid(parse(&|b| LE::write_u32(&mut b[OFF_COUNT..], 3))));
+    // The last offset at MAX_OFFSET; one below it is still an offset.
+    assert!(invalid(parse(&|b| LE::write_u64(&mut b[OFF_BASE_OFFSET..], MAX_OFFSET - 1))));
+    assert!(parse(&|b| LE::write_u64(&mut b[OFF_BASE_OFFSET..], MAX_OFFSET - 2)).is_ok());
+    assert!(invalid(parse(&|b| b[OFF_RESERVED1] = 1)));
+    assert!(invalid(parse(&|b| LE::write_u16(&mut b[OFF_RESERVED2..], 1))));
+    assert!(invalid(parse(&|b| LE::write_i64(&mut b[OFF_DELETE_HORIZON..], 5))));
+    assert!(invalid(parse(&|b| {
+        let a = LE::read_u16(&b[OFF_ATTRIBUTES..]);
+        LE::write_u16(&mut b[OFF_ATTRIBUTES..], a | ATTR_DELETE_HORIZON);
+    })));
+}
