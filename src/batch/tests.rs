@@ -195,3 +195,52 @@ fn each_header_rule_refuses_a_header_on_its_own() {
         LE::write_u16(&mut b[OFF_ATTRIBUTES..], a | ATTR_DELETE_HORIZON);
     })));
 }
+
+/// `validate` walks the records: bytes left over after the declared records, or fewer records
+/// than declared, make a batch invalid even with a matching CRC (recomputed here after each
+/// change). Kills `||` -> `&&` in the final framing check (a batch was then refused only when
+/// both were wrong).
+#[test]
+fn validate_refuses_leftover_bytes_and_missing_records_alone() {
+    let good = build(&[Record::new().value("a"), Record::new().value("b")], 10);
+    assert!(validate(&good).is_ok());
+    let reseal = |mut b: Vec<u8>| {
+        let len = b.len() as u32;
+        LE::write_u32(&mut b[OFF_LENGTH..], len);
+        let crc = crc32fast::hash(&b[OFF_MAGIC..]);
+        LE::write_u32(&mut b[OFF_CRC..], crc);
+        b
+    };
+    // Three bytes after the two declared records.
+    let mut extra = good.clone();
+    extra.extend_from_slice(&[0, 0, 0]);
+    let extra = reseal(extra);
+    assert!(matches!(validate(&extra), Err(CorruptKind::BatchInvalid)), "{:?}", validate(&extra));
+    // Three records declared over three offsets, two present.
+    let mut short = good.clone();
+    LE::write_u32(&mut short[OFF_LAST_DELTA..], 2);
+    LE::write_u32(&mut short[OFF_COUNT..], 3);
+    let short = reseal(short);
+    assert!(BatchHeader::parse(&short, short.len()).is_ok(), "the header alone is consistent");
+    assert!(validate(&short).is_err());
+}
+
+/// Passing over records checks their offset deltas as it goes: a checksum-valid batch whose
+/// deltas do not strictly increase (0, 2, 2, 3) is malformed when `skip_before` meets the
+/// repeated one, as it is when a delta runs past the last offset delta. Kills `||` -> `&&` in
+/// that check (a repeated delta was then let through).
+#[test]
+fn skipping_records_refuses_offset_deltas_that_do_not_increase() {
+    let mut b = BatchBuilder::new();
+    b.begin(100);
+    for d in [0u64, 2, 2, 3] {
+        b.push(&Record::new().value("v"), d, 1_000);
+    }
+    let buf = b.finish(0, None).0.to_vec();
+    let h = verify(&buf).expect("the header and CRC are valid");
+    assert_eq!((h.record_count, h.last_offset_delta), (4, 3));
+    let mut it = RecordIter::new(&buf, h);
+    assert_eq!(it.skip_before(102), Ok(()), "up to the first delta 2, all is in order");
+    let mut it = RecordIter::new(&buf, h);
+    assert_eq!(it.skip_before(103), Err(CorruptKind::BatchInvalid));
+}
