@@ -227,8 +227,8 @@ fn validate_refuses_leftover_bytes_and_missing_records_alone() {
 
 /// Passing over records checks their offset deltas as it goes: a checksum-valid batch whose
 /// deltas do not strictly increase (0, 2, 2, 3) is malformed when `skip_before` meets the
-/// repeated one, as it is when a delta runs past the last offset delta. Kills `||` -> `&&` in
-/// that check (a repeated delta was then let through).
+/// repeated one, and so is decoding them. Kills `||` -> `&&` in that check in `skip_before`
+/// and in `next_checked` (a repeated delta was then let through).
 #[test]
 fn skipping_records_refuses_offset_deltas_that_do_not_increase() {
     let mut b = BatchBuilder::new();
@@ -243,4 +243,10 @@ fn skipping_records_refuses_offset_deltas_that_do_not_increase() {
     assert_eq!(it.skip_before(102), Ok(()), "up to the first delta 2, all is in order");
     let mut it = RecordIter::new(&buf, h);
     assert_eq!(it.skip_before(103), Err(CorruptKind::BatchInvalid));
+    // Decoding the records meets it too: two records, then the error (and `validate` says so).
+    let mut it = RecordIter::new(&buf, h);
+    let offsets = [it.next_checked().map(|r| r.map(|r| r.offset)), it.next_checked().map(|r| r.map(|r| r.offset))];
+    assert_eq!(offsets, [Ok(Some(100)), Ok(Some(102))]);
+    assert!(it.next_checked().is_err());
+    assert_eq!(validate(&buf).err(), Some(CorruptKind::BatchInvalid));
 }
