@@ -1096,8 +1096,7 @@ fn a_read_in_a_gap_running_to_the_log_end_moves_the_fetch_offset_to_the_end() ->
         assert!(p.roll()?);
         p.close()?;
     }
-    let cfg = TopicConfig::default().cleanup_policy(partlog::CleanupPolicy::COMPACT).min_cleanable_dirty_ratio(0.0);
-    let p = Partition::open_with(&dir, cfg)?;
+    let p = Partition::open_with(&dir, compacted())?;
     let end = p.log_end_offset();
     assert_eq!(end, 6);
     let report = p.compact()?;
@@ -1984,11 +1983,11 @@ fn a_partial_pass_rewrites_no_segment_past_what_it_mapped() -> TestResult {
     assert_eq!((report.segments_before, report.segments_after), (1, 1), "{report:?}");
     let bases: Vec<u64> = p.segments().iter().map(|s| s.base_offset).collect();
     assert_eq!(bases, [0, 3, 6]);
-    assert_values_kv(&p, ["a", "b", "c", "d", "e", "f"])?;
+    assert_values_kv(&p, &["a", "b", "c", "d", "e", "f"])?;
     Ok(())
 }
 
-fn assert_values_kv<const N: usize>(p: &Partition, keys: [&str; N]) -> TestResult {
+fn assert_values_kv(p: &Partition, keys: &[&str]) -> TestResult {
     let want: Vec<KeyValue> = keys
         .iter()
         .enumerate()
