@@ -250,3 +250,84 @@ fn skipping_records_refuses_offset_deltas_that_do_not_increase() {
     assert!(it.next_checked().is_err());
     assert_eq!(validate(&buf).err(), Some(CorruptKind::BatchInvalid));
 }
+
+#[test]
+fn varints_round_trip_at_every_length_boundary() {
+    // Each value on either side of a length boundary: 2^(7k) − 1 takes k bytes, 2^(7k) takes
+    // k + 1, and a middle byte of exactly 0x80 (2^14 is 0x80 0x80 0x01) is a continuation.
+    let mut values = vec![0u64, u64::MAX, u64::MAX - 1, 1 << 63];
+    for k in 1..=9u32 {
+        let edge = 1u64 << (7 * k);
+        values.extend([edge - 1, edge, edge + 1]);
+    }
+    for v in values {
+        let mut out = Vec::new();
+        put_uvarint(&mut out, v);
+        let want_len = if v == 0 { 1 } else { (64 - v.leading_zeros() as usize).div_ceil(7) };
+        assert_eq!(out.len(), want_len, "encoded length of {v:#x}");
+        assert_eq!(uvarint_len(v), want_len, "computed length of {v:#x}");
+        let mut r = Reader::new(&out);
+        assert_eq!(r.uvarint(), Some(v), "decoding {v:#x} from {out:02x?}");
+        assert!(r.rest().is_empty(), "{v:#x} left bytes behind");
+        // The same bytes followed by more: the varint ends where it says.
+        let mut more = out.clone();
+        more.extend_from_slice(&[0x7f, 0x05]);
+        let mut r = Reader::new(&more);
+        assert_eq!(r.uvarint(), Some(v), "decoding {v:#x} followed by more bytes");
+        assert_eq!(r.rest(), &[0x7f, 0x05][..], "{v:#x} took the wrong number of bytes");
+    }
+    for v in [i64::MIN, i64::MIN + 1, -(1 << 62), (1 << 62) - 1, -65, 8191, -8192, 8192] {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        assert_eq!(out.len(), varint_len(v), "length of {v}");
+        assert_eq!(Reader::new(&out).varint(), Some(v), "decoding {v}");
+    }
+}
+
+#[test]
+fn a_ten_byte_varint_may_carry_only_the_top_bit_in_its_last_byte() {
+    // Nine continuation bytes carry 63 bits; the tenth may add only bit 63.
+    let mut max = vec![0xffu8; 9];
+    max.push(0x01);
+    assert_eq!(Reader::new(&max).uvarint(), Some(u64::MAX));
+    let mut top = vec![0x80u8; 9];
+    top.push(0x01);
+    assert_eq!(Reader::new(&top).uvarint(), Some(1 << 63));
+    // Any larger tenth byte would overflow 64 bits: refused, not wrapped.
+    for last in [0x02u8, 0x03, 0x7f] {
+        let mut over = vec![0x80u8; 9];
+        over.push(last);
+        assert_eq!(Reader::new(&over).uvarint(), None, "tenth byte {last:#x}");
+    }
+    // A tenth byte that asks for an eleventh is refused too.
+    let mut long = vec![0x80u8; 9];
+    long.extend([0x81, 0x00]);
+    assert_eq!(Reader::new(&long).uvarint(), None);
+}
+
+#[test]
+fn a_builder_reports_its_state_and_writes_no_producer() {
+    let mut b = BatchBuilder::new();
+    b.begin(0);
+    assert!(b.is_empty());
+    assert_eq!(b.max_timestamp(), i64::MIN);
+    b.push(&Record::new().value("a"), 0, 40);
+    b.push(&Record::new().value("b"), 1, 25);
+    assert!(!b.is_empty());
+    assert_eq!(b.max_timestamp(), 40);
+    // A batch without an idempotent producer: Kafka's "none" (−1) in all three fields.
+    let (bytes, h) = b.finish(0, None);
+    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+    assert_eq!(LE::read_i64(&bytes[OFF_PRODUCER_ID..]), -1);
+    assert_eq!(LE::read_i16(&bytes[OFF_PRODUCER_EPOCH..]), -1);
+    assert_eq!(LE::read_i32(&bytes[OFF_BASE_SEQUENCE..]), -1);
+    // A delete horizon sets its attribute bit, whether or not the caller's attributes had it.
+    for attrs in [0, ATTR_DELETE_HORIZON] {
+        b.begin(0);
+        b.push(&Record::new().key("k"), 0, 1);
+        b.set_delete_horizon(Some(99));
+        let (bytes, h) = b.finish(attrs, None);
+        assert_eq!(h.attributes & ATTR_DELETE_HORIZON, ATTR_DELETE_HORIZON, "attributes {attrs:#x}");
+        assert_eq!(validate(bytes).unwrap().delete_horizon, 99);
+    }
+}
