@@ -99,23 +99,6 @@ fn truncated_batches_never_validate() {
 }
 
 #[test]
-fn varints_round_trip_at_the_edges() {
-    for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, i32::MAX as i64] {
-        let mut out = Vec::new();
-        put_varint(&mut out, v);
-        assert_eq!(Reader::new(&out).varint(), Some(v));
-    }
-    for v in [0u64, 127, 128, u64::MAX] {
-        let mut out = Vec::new();
-        put_uvarint(&mut out, v);
-        assert_eq!(out.len(), uvarint_len(v));
-        assert_eq!(Reader::new(&out).uvarint(), Some(v));
-    }
-    // An overlong varint is refused.
-    assert_eq!(Reader::new(&[0xff; 11]).uvarint(), None);
-}
-
-#[test]
 fn iterating_from_the_record_directory_yields_what_a_full_walk_yields() {
     // Records of assorted sizes (keys, tombstones, headers), so positions are irregular.
     let vals: Vec<Vec<u8>> = (0..200usize).map(|i| vec![i as u8; (i * 37) % 300]).collect();
@@ -276,7 +259,8 @@ fn varints_round_trip_at_every_length_boundary() {
         assert_eq!(r.uvarint(), Some(v), "decoding {v:#x} followed by more bytes");
         assert_eq!(r.rest(), &[0x7f, 0x05][..], "{v:#x} took the wrong number of bytes");
     }
-    for v in [i64::MIN, i64::MIN + 1, -(1 << 62), (1 << 62) - 1, -65, 8191, -8192, 8192] {
+    let signed = [0, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, i32::MAX as i64, (1 << 62) - 1, -(1 << 62)];
+    for v in signed.into_iter().chain([i64::MAX, i64::MIN, i64::MIN + 1]) {
         let mut out = Vec::new();
         put_varint(&mut out, v);
         assert_eq!(out.len(), varint_len(v), "length of {v}");
@@ -303,6 +287,8 @@ fn a_ten_byte_varint_may_carry_only_the_top_bit_in_its_last_byte() {
     let mut long = vec![0x80u8; 9];
     long.extend([0x81, 0x00]);
     assert_eq!(Reader::new(&long).uvarint(), None);
+    // So is one that never ends.
+    assert_eq!(Reader::new(&[0xff; 11]).uvarint(), None);
 }
 
 #[test]
