@@ -2190,3 +2190,47 @@ fn a_segment_handle_refuses_transactional_and_control_batches() -> TestResult {
     assert_eq!(problems.first(), Some(&(0, CorruptKind::UnsupportedFeature)), "{problems:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `Records::limit` (partition/read.rs): counting kept records from batch headers.
+
+/// The offsets `records` yields.
+fn offsets_of(records: &partlog::Records) -> Vec<u64> {
+    records.iter().map(|r| r.offset()).collect()
+}
+
+/// `limit` counts a batch from its header only when every record of it is returned: not the
+/// first batch of a read that starts inside it, not a batch that reaches past an earlier
+/// limit's cut. Kills `&&` -> `||` and `>=` -> `<` in that test (both counted the skipped
+/// records of the first batch), and `<` -> `==`, `<=` and `>` (which counted a batch that
+/// ends at or past the cut whole).
+#[test]
+fn limit_counts_only_the_records_it_returns() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let p = Partition::open(tmp.path().join("p"))?;
+    let batch = |from: u64, n: u64| -> Vec<Vec<u8>> { (from..from + n).map(value_of).collect() };
+    for (from, n) in [(0, 10), (10, 5)] {
+        let values = batch(from, n);
+        let records: Vec<Record<'_>> = values.iter().map(|v| Record::new().key("k").value(v.as_slice())).collect();
+        assert_eq!(p.append_batch(&records)?.base_offset, from);
+    }
+    // A read from inside the first batch: 5..=14 are returned, 0..=4 are not.
+    let mut r = p.read(5, 1 << 20)?;
+    assert_eq!(r.limit(100), 10);
+    assert_eq!(offsets_of(&r), (5..15).collect::<Vec<_>>());
+    assert_eq!(r.next_fetch_offset(), 15);
+    assert_eq!(r.limit(3), 3);
+    assert_eq!(offsets_of(&r), vec![5, 6, 7]);
+    assert_eq!(r.next_fetch_offset(), 8);
+    // A cut inside the second batch and one at its last record; a wider limit after either
+    // keeps the cut.
+    for cut in [12, 14] {
+        let mut r = p.read(0, 1 << 20)?;
+        assert_eq!(r.limit(cut), cut);
+        assert_eq!(r.next_fetch_offset(), cut as u64);
+        assert_eq!(r.limit(100), cut, "after a cut at {cut}");
+        assert_eq!(offsets_of(&r), (0..cut as u64).collect::<Vec<_>>());
+        assert_eq!(r.next_fetch_offset(), cut as u64);
+    }
+    Ok(())
+}
