@@ -2219,6 +2219,10 @@ fn limit_counts_only_the_records_it_returns() -> TestResult {
     assert_eq!(r.limit(100), 10);
     assert_eq!(offsets_of(&r), (5..15).collect::<Vec<_>>());
     assert_eq!(r.next_fetch_offset(), 15);
+    // The former name answers the same (kills its body replaced by 0 or 1).
+    #[allow(deprecated)]
+    let former = r.next_offset();
+    assert_eq!(former, 15);
     assert_eq!(r.limit(3), 3);
     assert_eq!(offsets_of(&r), vec![5, 6, 7]);
     assert_eq!(r.next_fetch_offset(), 8);
@@ -2231,6 +2235,69 @@ fn limit_counts_only_the_records_it_returns() -> TestResult {
         assert_eq!(r.limit(100), cut, "after a cut at {cut}");
         assert_eq!(offsets_of(&r), (0..cut as u64).collect::<Vec<_>>());
         assert_eq!(r.next_fetch_offset(), cut as u64);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `read_segment` (partition/read.rs): which reads are served from a map.
+
+/// Read calls made by one `read(offset, max_bytes)` through `fs`, and the first and last
+/// offsets it returned.
+fn read_calls(p: &Partition, fs: &CountingFs, offset: u64, max_bytes: usize) -> TestResult<(u64, u64, u64)> {
+    fs.reads.store(0, std::sync::atomic::Ordering::SeqCst);
+    let r = p.read(offset, max_bytes)?;
+    let calls = fs.reads.load(std::sync::atomic::Ordering::SeqCst);
+    let offsets = offsets_of(&r);
+    Ok((calls, *offsets.first().ok_or("a record")?, *offsets.last().ok_or("a record")?))
+}
+
+/// With `mmap_reads` off every read is a copy by system call, of the active segment too,
+/// although its file is mapped for writes; with it on, a large read is served from the map, of
+/// a sealed segment's part not read before too. Kills `&&` -> `||` in the test of whether to
+/// read through the map (the active segment read through its write map with `mmap_reads` off),
+/// and `!` deleted and `||` -> `&&` in the test of a small read (a large read of a cold part
+/// of a sealed segment copied), and `<` -> `==`, `>` and `<=` in `max_bytes < PREFAULT_MIN`
+/// (reads of 100 bytes and of exactly 64 KiB taken for the other kind).
+#[test]
+fn mmap_reads_decides_which_reads_use_the_map() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    {
+        let p = Partition::open(&dir)?;
+        for b in 0..30u64 {
+            let values: Vec<Vec<u8>> = (b * 10..b * 10 + 10).map(|o| vec![b'a' + (o % 26) as u8; 1000]).collect();
+            let records: Vec<Record<'_>> = values.iter().map(|v| Record::new().key("k").value(v.as_slice())).collect();
+            p.append_batch(&records)?;
+            if b == 19 {
+                assert!(p.roll()?);
+            }
+        }
+        p.close()?;
+    }
+    for on in [true, false] {
+        let fs = Arc::new(CountingFs { keep_maps: true, ..CountingFs::default() });
+        let p = Partition::options().fs(fs.clone()).mmap_reads(on).open(&dir)?;
+        // Opens the sealed segment (its indexes are read) through a small read at its start.
+        let (_, first, _) = read_calls(&p, &fs, 0, 100)?;
+        assert_eq!(first, 0);
+        // A small read of a part of the sealed segment not read before copies, whatever
+        // `mmap_reads` says.
+        let (calls, first, _) = read_calls(&p, &fs, 50, 100)?;
+        assert_eq!(first, 50);
+        assert!(calls > 0, "small read, mmap_reads {on}");
+        // A large read of the sealed segment from about 100 KB in, a part not read before.
+        let (calls, first, last) = read_calls(&p, &fs, 100, 1 << 20)?;
+        assert_eq!((first, last), (100, 199));
+        assert_eq!(calls == 0, on, "sealed segment, mmap_reads {on}: {calls} read calls");
+        // A read of exactly `PREFAULT_MIN` (64 KiB) bytes is large.
+        let (calls, first, _) = read_calls(&p, &fs, 160, 64 << 10)?;
+        assert_eq!(first, 160);
+        assert_eq!(calls == 0, on, "64 KiB read, mmap_reads {on}: {calls} read calls");
+        // A large read of the active segment.
+        let (calls, first, last) = read_calls(&p, &fs, 200, 1 << 20)?;
+        assert_eq!((first, last), (200, 299));
+        assert_eq!(calls == 0, on, "active segment, mmap_reads {on}: {calls} read calls");
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! are counted (what a bound on work measures, where a time limit would depend on the
 //! machine), and opening one chosen path for reading, or allocating past a chosen length, can
 //! be made to fail with `EIO`. Handles have no read maps, so every byte read goes through
-//! `read_at` and is counted.
+//! `read_at` and is counted; unless `keep_maps` is set, which keeps the real handles' maps, so
+//! that only the bytes read by system call are counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub struct CountingFs {
     pub fail_open: Option<PathBuf>,
     /// Allocating a file to this length or more fails with `EIO` (smaller allocations work).
     pub fail_allocate_from: Option<u64>,
+    /// Handles keep the real file system's read and write maps (bytes read through a map are
+    /// not counted).
+    pub keep_maps: bool,
 }
 
 #[derive(Debug)]
@@ -31,6 +35,7 @@ struct CountingFile {
     read: Arc<AtomicU64>,
     reads: Arc<AtomicU64>,
     fail_allocate_from: Option<u64>,
+    keep_maps: bool,
 }
 
 impl FileSystem for CountingFs {
@@ -52,6 +57,7 @@ impl FileSystem for CountingFs {
             read: Arc::clone(&self.read),
             reads: Arc::clone(&self.reads),
             fail_allocate_from: self.fail_allocate_from,
+            keep_maps: self.keep_maps,
         }))
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
@@ -98,6 +104,12 @@ impl FileHandle for CountingFile {
     }
     fn enable_mapped_writes(&self, max_len: u64) -> std::io::Result<()> {
         self.inner.enable_mapped_writes(max_len)
+    }
+    fn map_for_reads(&self, len: u64) -> std::io::Result<()> {
+        if self.keep_maps { self.inner.map_for_reads(len) } else { Ok(()) }
+    }
+    fn mapped_slice(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        self.inner.mapped_slice(pos, len).filter(|_| self.keep_maps)
     }
     fn hole_at_or_after(&self, pos: u64) -> std::io::Result<u64> {
         self.inner.hole_at_or_after(pos)
