@@ -2301,3 +2301,103 @@ fn mmap_reads_decides_which_reads_use_the_map() -> TestResult {
     }
     Ok(())
 }
+
+/// A log of one sealed segment written by `Partition::open` at `dir`: `n` records in batches
+/// of `per_batch`, each value `size` bytes; closed cleanly.
+fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
+    let p = Partition::open(dir)?;
+    for b in 0..n / per_batch {
+        let values: Vec<Vec<u8>> = (0..per_batch).map(|i| vec![b'a' + ((b + i) % 26) as u8; size]).collect();
+        let records: Vec<Record<'_>> = values.iter().map(|v| Record::new().key("k").value(v.as_slice())).collect();
+        p.append_batch(&records)?;
+    }
+    assert!(p.roll()?);
+    p.close()?;
+    Ok(())
+}
+
+/// Without maps, a read takes one `pread` from its index entry: for a small read, of the
+/// batches up to the next entry (here the one batch holding the record, as many bytes as it
+/// returns); for a large one, of its budget plus the scan from the entry
+/// (`index.interval.bytes`) and 1 KiB, so that a scan starting before the target still needs
+/// no second call. Kills the mutants of that first read's size: the next entry not found (`>`
+/// -> `==`, `<`), a small read taken for a large one, the region to the next entry grown
+/// (`-` -> `+`), the 1 GiB cap becoming 0, a large read sized like a small one, and `+` ->
+/// `*` in the large read's size (which reads the rest of the segment), and `&&` -> `||` in the
+/// check of the entry's batch (a read from the entry at position 0 read again).
+#[test]
+fn an_unmapped_read_takes_one_read_call_of_what_it_needs() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let counted = |dir: &Path| -> TestResult<(Arc<CountingFs>, Partition)> {
+        let fs = Arc::new(CountingFs::default());
+        let p = Partition::options().fs(fs.clone()).mmap_reads(false).open(dir)?;
+        // Opens the segment (its indexes are read) before anything is counted.
+        p.read(0, 100)?;
+        Ok((fs, p))
+    };
+    let bytes_and_calls = |fs: &CountingFs| {
+        (fs.read.swap(0, std::sync::atomic::Ordering::SeqCst), fs.reads.swap(0, std::sync::atomic::Ordering::SeqCst))
+    };
+    // Batches of 10 records of 1,000 bytes: an index entry at every batch.
+    let dir = tmp.path().join("big-batches");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let (fs, p) = counted(&dir)?;
+    for offset in [5, 55, 120, 250] {
+        bytes_and_calls(&fs);
+        let r = p.read(offset, 100)?;
+        let (bytes, calls) = bytes_and_calls(&fs);
+        assert_eq!(offsets_of(&r).first(), Some(&offset));
+        assert_eq!((bytes, calls), (r.size_bytes() as u64, 1), "small read at {offset}");
+    }
+    // Batches of one record of 1,000 bytes: an index entry every four or five batches, so a
+    // read may start its scan a few KB before its target.
+    let dir = tmp.path().join("small-batches");
+    sealed_log(&dir, 300, 1, 1000)?;
+    let (fs, p) = counted(&dir)?;
+    let budget = 64usize << 10;
+    for offset in 100..105 {
+        bytes_and_calls(&fs);
+        let r = p.read(offset, budget)?;
+        let (bytes, calls) = bytes_and_calls(&fs);
+        assert_eq!(offsets_of(&r).first(), Some(&offset));
+        assert!(r.size_bytes() <= budget && r.size_bytes() > budget - 2000, "{}", r.size_bytes());
+        assert_eq!(calls, 1, "large read at {offset}");
+        assert_eq!(bytes, (budget + 4096 + 1024) as u64, "large read at {offset}");
+    }
+    Ok(())
+}
+
+/// An offset-index entry (valid checksums, entries still increasing) that points inside a
+/// batch instead of at one: reads through it scan from the segment start instead, mapped or
+/// not, and find their records. Kills `!=` -> `==` in the unmapped check of the entry's batch
+/// (the scan started inside the batch and reported damage).
+#[test]
+fn a_read_through_an_index_entry_pointing_inside_a_batch_scans_from_the_start() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let path = dir.join(spec::seg_name(0, "index"));
+    let mut index = std::fs::read(&path)?;
+    // The entry of relative offset 120: its position moved 100 bytes into its batch.
+    let at = (80..index.len())
+        .step_by(8)
+        .find(|&at| index[at..at + 4] == 120u32.to_le_bytes())
+        .ok_or("an index entry for offset 120")?;
+    let pos = u32::from_le_bytes(index[at + 4..at + 8].try_into()?) + 100;
+    index[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
+    let body = crc32fast::hash(&index[80..]);
+    index[68..72].copy_from_slice(&body.to_le_bytes());
+    let head = crc32fast::hash(&index[..76]);
+    index[76..80].copy_from_slice(&head.to_le_bytes());
+    std::fs::write(&path, &index)?;
+    for on in [true, false] {
+        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        for (offset, max_bytes) in [(125, 100), (120, 1 << 20), (129, 64 << 10)] {
+            let r = p.read(offset, max_bytes)?;
+            assert_eq!(offsets_of(&r).first(), Some(&offset), "mmap_reads {on}, read({offset}, {max_bytes})");
+        }
+        let got: Vec<u64> = p.iter(0).map(|r| r.map(|r| r.offset)).collect::<Result<_, _>>()?;
+        assert_eq!(got, (0..300).collect::<Vec<_>>());
+    }
+    Ok(())
+}
