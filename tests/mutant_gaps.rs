@@ -2303,12 +2303,16 @@ fn mmap_reads_decides_which_reads_use_the_map() -> TestResult {
 }
 
 /// A log of one sealed segment written by `Partition::open` at `dir`: `n` records in batches
-/// of `per_batch`, each value `size` bytes; closed cleanly.
+/// of `per_batch`, each value `size` bytes, record `o` with timestamp `T0 + o`; closed cleanly.
 fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
     let p = Partition::open(dir)?;
     for b in 0..n / per_batch {
-        let values: Vec<Vec<u8>> = (0..per_batch).map(|i| vec![b'a' + ((b + i) % 26) as u8; size]).collect();
-        let records: Vec<Record<'_>> = values.iter().map(|v| Record::new().key("k").value(v.as_slice())).collect();
+        let offsets = b * per_batch..(b + 1) * per_batch;
+        let values: Vec<(u64, Vec<u8>)> = offsets.map(|o| (o, vec![b'a' + (o % 26) as u8; size])).collect();
+        let records: Vec<Record<'_>> = values
+            .iter()
+            .map(|(o, v)| Record::new().key("k").value(v.as_slice()).timestamp(T0 + *o as i64))
+            .collect();
         p.append_batch(&records)?;
     }
     assert!(p.roll()?);
@@ -2399,5 +2403,26 @@ fn a_read_through_an_index_entry_pointing_inside_a_batch_scans_from_the_start() 
         let got: Vec<u64> = p.iter(0).map(|r| r.map(|r| r.offset)).collect::<Result<_, _>>()?;
         assert_eq!(got, (0..300).collect::<Vec<_>>());
     }
+    Ok(())
+}
+
+/// Without maps, a lookup by timestamp reads from the index entry at or below the time index's
+/// answer, not from the segment start. Kills `start_position` replaced by 0 and its
+/// `entry.position == 0` test inverted (both scanned the whole segment before the target).
+#[test]
+fn an_unmapped_lookup_by_timestamp_reads_from_its_index_entry() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let fs = Arc::new(CountingFs::default());
+    let p = Partition::options().fs(fs.clone()).mmap_reads(false).open(&dir)?;
+    p.read(0, 100)?;
+    let segment = std::fs::metadata(dir.join(spec::seg_name(0, "log")))?.len();
+    fs.read.store(0, std::sync::atomic::Ordering::SeqCst);
+    let hit = p.offset_for_timestamp(T0 + 255)?.ok_or("a record")?;
+    assert_eq!((hit.offset, hit.timestamp), (255, T0 + 255));
+    let bytes = fs.read.load(std::sync::atomic::Ordering::SeqCst);
+    // The batch holding 255 and at most a few around it, of the segment's 30.
+    assert!(bytes < segment / 5, "{bytes} of {segment} bytes read");
     Ok(())
 }
