@@ -2309,10 +2309,8 @@ fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
     for b in 0..n / per_batch {
         let offsets = b * per_batch..(b + 1) * per_batch;
         let values: Vec<(u64, Vec<u8>)> = offsets.map(|o| (o, vec![b'a' + (o % 26) as u8; size])).collect();
-        let records: Vec<Record<'_>> = values
-            .iter()
-            .map(|(o, v)| Record::new().key("k").value(v.as_slice()).timestamp(T0 + *o as i64))
-            .collect();
+        let records: Vec<Record<'_>> =
+            values.iter().map(|(o, v)| Record::new().key("k").value(v.as_slice()).timestamp(T0 + *o as i64)).collect();
         p.append_batch(&records)?;
     }
     assert!(p.roll()?);
@@ -2328,7 +2326,8 @@ fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
 /// -> `==`, `<`), a small read taken for a large one, the region to the next entry grown
 /// (`-` -> `+`), the 1 GiB cap becoming 0, a large read sized like a small one, and `+` ->
 /// `*` in the large read's size (which reads the rest of the segment), and `&&` -> `||` in the
-/// check of the entry's batch (a read from the entry at position 0 read again).
+/// check of the entry's batch (a read from the entry at position 0 read again), and `<=` ->
+/// `>` in `Source::ensure` (the buffer grown when it held enough, not when it did not).
 #[test]
 fn an_unmapped_read_takes_one_read_call_of_what_it_needs() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -2373,8 +2372,10 @@ fn an_unmapped_read_takes_one_read_call_of_what_it_needs() -> TestResult {
 
 /// An offset-index entry (valid checksums, entries still increasing) that points inside a
 /// batch instead of at one: reads through it scan from the segment start instead, mapped or
-/// not, and find their records. Kills `!=` -> `==` in the unmapped check of the entry's batch
-/// (the scan started inside the batch and reported damage).
+/// not, and so do lookups by timestamp. Kills `!=` -> `==` in the unmapped check of the
+/// entry's batch and `&&` -> `||` in `start_position` (the scan started inside the batch and
+/// reported damage), and `*` -> `+` and `/` in the growth of the scan's buffer (grown batch by
+/// batch instead of doubling).
 #[test]
 fn a_read_through_an_index_entry_pointing_inside_a_batch_scans_from_the_start() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -2395,10 +2396,21 @@ fn a_read_through_an_index_entry_pointing_inside_a_batch_scans_from_the_start() 
     index[76..80].copy_from_slice(&head.to_le_bytes());
     std::fs::write(&path, &index)?;
     for on in [true, false] {
-        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        let fs = Arc::new(CountingFs { keep_maps: true, ..CountingFs::default() });
+        let p = Partition::options().fs(fs.clone()).mmap_reads(on).open(&dir)?;
+        p.read(0, 100)?;
         for (offset, max_bytes) in [(125, 100), (120, 1 << 20), (129, 64 << 10)] {
+            fs.reads.store(0, std::sync::atomic::Ordering::SeqCst);
             let r = p.read(offset, max_bytes)?;
+            let calls = fs.reads.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(offsets_of(&r).first(), Some(&offset), "mmap_reads {on}, read({offset}, {max_bytes})");
+            // Without maps the scan from the start (about 130 KB to the target) doubles its
+            // buffer as it goes: the entry's read, the scan's first read and five more.
+            assert!(on || calls <= 7, "read({offset}, {max_bytes}): {calls} read calls");
+        }
+        for o in 115..145 {
+            let hit = p.offset_for_timestamp(T0 + o)?.ok_or("a record")?;
+            assert_eq!((hit.offset, hit.timestamp), (o as u64, T0 + o), "mmap_reads {on}");
         }
         let got: Vec<u64> = p.iter(0).map(|r| r.map(|r| r.offset)).collect::<Result<_, _>>()?;
         assert_eq!(got, (0..300).collect::<Vec<_>>());
