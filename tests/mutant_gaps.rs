@@ -2438,3 +2438,37 @@ fn an_unmapped_lookup_by_timestamp_reads_from_its_index_entry() -> TestResult {
     assert!(bytes < segment / 5, "{bytes} of {segment} bytes read");
     Ok(())
 }
+
+/// A sealed segment's batch at an index entry is CRC-checked once per open handle and
+/// remembered; every other batch a read returns is checked each time. Here the batch after
+/// next is damaged (a value byte flipped): however often the entry's batch and the one after
+/// it were read before, a read from the entry stops before the damage, and a read of the
+/// damaged batch reports it. Kills `==` -> `!=` in `Checked::verify` (the entry's remembered
+/// check taken for the batches after it, which returned the damaged batch unchecked).
+#[test]
+fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let path = dir.join(spec::seg_name(0, "log"));
+    let mut log = std::fs::read(&path)?;
+    let (pos, b) =
+        spec::batches(&log).into_iter().find(|(_, b)| spec::header(b).base_offset == 140).ok_or("batch 140")?;
+    let flip = pos + b.len() - 10;
+    log[flip] ^= 0x55;
+    std::fs::write(&path, &log)?;
+    for on in [true, false] {
+        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        let len = p.read(120, 100)?.size_bytes();
+        for _ in 0..3 {
+            let two = p.read(120, 2 * len)?;
+            assert_eq!(offsets_of(&two), (120..140).collect::<Vec<_>>(), "mmap_reads {on}");
+        }
+        let r = p.read(120, 1 << 20)?;
+        assert_eq!(offsets_of(&r), (120..140).collect::<Vec<_>>(), "mmap_reads {on}: stops before the damage");
+        assert_eq!(r.next_fetch_offset(), 140);
+        let err = p.read(140, 1 << 20).err().ok_or("the damaged batch reported")?;
+        assert!(matches!(err, Error::Corrupt { .. }), "mmap_reads {on}: {err:?}");
+    }
+    Ok(())
+}
