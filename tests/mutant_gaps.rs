@@ -2325,7 +2325,8 @@ fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
 /// no second call. Kills the mutants of that first read's size: the next entry not found (`>`
 /// -> `==`, `<`), a small read taken for a large one, the region to the next entry grown
 /// (`-` -> `+`), the 1 GiB cap becoming 0, a large read sized like a small one, and `+` ->
-/// `*` in the large read's size (which reads the rest of the segment), and `&&` -> `||` in the
+/// `*` in the large read's size (which reads the rest of the segment), `LOOKAHEAD` becoming 0
+/// (`<<` -> `>>`), and `&&` -> `||` in the
 /// check of the entry's batch (a read from the entry at position 0 read again), and `<=` ->
 /// `>` in `Source::ensure` (the buffer grown when it held enough, not when it did not).
 #[test]
