@@ -2473,3 +2473,43 @@ fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
     }
     Ok(())
 }
+
+/// Damage in a batch header after good batches ends a read there, with the good batches
+/// returned; the next read, from the damaged batch, reports it. Two kinds: a magic byte that
+/// does not parse, and a base offset changed from 140 to 7 (its checksum now wrong), which
+/// makes the batch look like one that ends before the read's offset. Kills the match guard
+/// `first.is_some()` on a header that does not parse replaced by `false` (the whole read
+/// failed). The second kind found a bug: a read passed over the batch unchecked, as it passes
+/// over the batches before its target, and returned the batches after it, so that records 140
+/// to 149 went missing with nothing reported.
+#[test]
+fn a_damaged_header_after_good_batches_ends_the_read() -> TestResult {
+    // (byte of the header, its new value, what the read of the batch reports)
+    for (at, value, kind) in [(8, 7, CorruptKind::BatchMagic), (16, 7, CorruptKind::BatchChecksum)] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("p");
+        sealed_log(&dir, 300, 10, 1000)?;
+        let path = dir.join(spec::seg_name(0, "log"));
+        let mut log = std::fs::read(&path)?;
+        let batches = spec::batches(&log);
+        let pos = batches.iter().find(|(_, b)| spec::header(b).base_offset == 140).ok_or("batch 140")?.0;
+        log[pos + at] = value;
+        std::fs::write(&path, &log)?;
+        for on in [true, false] {
+            let p = Partition::options().mmap_reads(on).open(&dir)?;
+            for max_bytes in [100, 64 << 10, 1 << 20] {
+                let r = p.read(125, max_bytes)?;
+                let got = offsets_of(&r);
+                assert_eq!(got.first(), Some(&125), "byte {at}, mmap_reads {on}, {max_bytes} bytes");
+                assert!(got.last().is_some_and(|&l| l < 140), "byte {at}, mmap_reads {on}, {max_bytes} bytes: {got:?}");
+                assert!(r.next_fetch_offset() <= 140, "byte {at}, mmap_reads {on}, {max_bytes} bytes");
+            }
+            let err = p.read(140, 100).err().ok_or("the damaged batch reported")?;
+            assert!(
+                matches!(err, Error::Corrupt { kind: k, offset, .. } if k == kind && offset == pos as u64),
+                "byte {at}, mmap_reads {on}: {err:?}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -584,7 +584,9 @@ struct Found {
 /// entry and the target) are not, with one exception that keeps damage from going unnoticed:
 /// when the first batch returned starts after `offset` (the target seems to fall in a gap),
 /// the batch passed over just before it is checked too, since a damaged header there could
-/// have hidden the target.
+/// have hidden the target. And a batch after the first one returned that seems to end before
+/// `offset` (its offsets went back: damage) is not passed over but ends the read, so that the
+/// next read, from it, reports it.
 fn scan_for_read(
     src: &mut Source<'_>,
     seg: &SegmentState,
@@ -615,6 +617,12 @@ fn scan_for_read(
         };
         let len = h.length as usize;
         if h.last_offset() < offset {
+            // A batch after a returned one that ends before `offset`: its offsets went back,
+            // which only damage does, and a batch passed over is not checked. End the read
+            // before it; the next read, from there, reports it.
+            if first.is_some() {
+                break;
+            }
             skipped = Some((cur, len));
             cur += len;
             continue;
