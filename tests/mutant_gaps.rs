@@ -2445,7 +2445,8 @@ fn an_unmapped_lookup_by_timestamp_reads_from_its_index_entry() -> TestResult {
 /// next is damaged (a value byte flipped): however often the entry's batch and the one after
 /// it were read before, a read from the entry stops before the damage, and a read of the
 /// damaged batch reports it. Kills `==` -> `!=` in `Checked::verify` (the entry's remembered
-/// check taken for the batches after it, which returned the damaged batch unchecked).
+/// check taken for the batches after it, which returned the damaged batch unchecked), and `>`
+/// -> `>=` in the budget test (two batches of exactly the budget cut to one).
 #[test]
 fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -2509,6 +2510,50 @@ fn a_damaged_header_after_good_batches_ends_the_read() -> TestResult {
                 matches!(err, Error::Corrupt { kind: k, offset, .. } if k == kind && offset == pos as u64),
                 "byte {at}, mmap_reads {on}: {err:?}"
             );
+        }
+    }
+    Ok(())
+}
+
+/// A read of an offset in a gap between batches (as compaction leaves them), reached after
+/// passing over batches from its index entry: the batch passed over just before the gap is
+/// checked (a damaged header there could have hidden the target), and the read returns the
+/// next record that exists. With that batch damaged after a clean close (so the open does not
+/// scan it), the read reports it. Kills `+` -> `*` in the slice of that check (which failed
+/// every such read).
+#[test]
+fn a_read_in_a_gap_after_passed_over_batches_checks_the_last_one() -> TestResult {
+    for damaged in [false, true] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("p");
+        // Offsets 0..=99, then 105..=119: one record a batch, so an index entry covers several.
+        let mut log = spec::single_batches(0, 100, value_of);
+        let gap_at = log.len();
+        log.extend(spec::single_batches(105, 15, value_of));
+        write_segment(&dir, 0, &log)?;
+        {
+            let p = Partition::open(&dir)?;
+            assert!(p.roll()?);
+            p.close()?;
+        }
+        if damaged {
+            // A value byte of batch 99, the last one before the gap.
+            let (pos, b) = *spec::batches(&log).iter().find(|(_, b)| spec::header(b).base_offset == 99).ok_or("99")?;
+            assert_eq!(pos + b.len(), gap_at);
+            log[gap_at - 2] ^= 0x55;
+            std::fs::write(dir.join(spec::seg_name(0, "log")), &log)?;
+        }
+        for on in [true, false] {
+            let p = Partition::options().mmap_reads(on).open(&dir)?;
+            for offset in [100, 102, 104] {
+                let r = p.read(offset, 100);
+                if damaged {
+                    let err = r.err().ok_or("the damaged batch reported")?;
+                    assert!(matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, .. }), "{err:?}");
+                } else {
+                    assert_eq!(offsets_of(&r?).first(), Some(&105), "mmap_reads {on}, read({offset})");
+                }
+            }
         }
     }
     Ok(())
