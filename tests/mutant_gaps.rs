@@ -2558,3 +2558,63 @@ fn a_read_in_a_gap_after_passed_over_batches_checks_the_last_one() -> TestResult
     }
     Ok(())
 }
+
+/// The last batch of a sealed segment damaged so that its offsets seem to end before the read's
+/// offset (its base offset changed, its checksum now wrong): the walk finds nothing although
+/// the segment claims the offset, so the batch it passed over last is checked and the read
+/// reports it, at its position. Kills `+` -> `-` and `*` in that check's range and position.
+#[test]
+fn a_read_that_finds_nothing_in_a_segment_claiming_the_offset_checks_the_last_batch() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let path = dir.join(spec::seg_name(0, "log"));
+    let mut log = std::fs::read(&path)?;
+    let (pos, b) = *spec::batches(&log).last().ok_or("a batch")?;
+    assert_eq!((spec::header(b).base_offset, pos + b.len()), (290, log.len()));
+    // The low byte of the base offset (byte 16): 290 becomes 263, ending at 272.
+    log[pos + 16] = 7;
+    std::fs::write(&path, &log)?;
+    for on in [true, false] {
+        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        for (offset, max_bytes) in [(295, 100), (290, 1 << 20), (299, 64 << 10)] {
+            let err = p.read(offset, max_bytes).err().ok_or("the damaged batch reported")?;
+            assert!(
+                matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, offset: at, .. } if at == pos as u64),
+                "mmap_reads {on}, read({offset}): {err:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// As above, after a 200 KB batch: without maps the scan's buffer then ends just past the last
+/// batch's header, so the check of that batch reads the rest of it first, and reports its
+/// checksum, not a short batch. Kills `+` -> `-` in the range that check makes sure is read.
+#[test]
+fn the_last_batch_check_after_a_large_batch_reads_the_whole_batch() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let big = vec![b'b'; 200 << 10];
+    let mut log = spec::batch(0, &[spec::Rec::new(0, T0, Some(b"k"), Some(&big))], None);
+    let pos = log.len();
+    log.extend(spec::batch(1, &[spec::Rec::new(1, T0, Some(b"k"), Some(&[b'v'; 1000]))], None));
+    write_segment(&dir, 0, &log)?;
+    {
+        let p = Partition::open(&dir)?;
+        assert!(p.roll()?);
+        p.close()?;
+    }
+    // Batch 1's base offset becomes 0: it seems to end before offset 1.
+    log[pos + 16] = 0;
+    std::fs::write(dir.join(spec::seg_name(0, "log")), &log)?;
+    for on in [true, false] {
+        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        let err = p.read(1, 100).err().ok_or("the damaged batch reported")?;
+        assert!(
+            matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, offset: at, .. } if at == pos as u64),
+            "mmap_reads {on}: {err:?}"
+        );
+    }
+    Ok(())
+}
