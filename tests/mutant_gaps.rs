@@ -2618,3 +2618,26 @@ fn the_last_batch_check_after_a_large_batch_reads_the_whole_batch() -> TestResul
     }
     Ok(())
 }
+
+/// A batch missing only its last offset (compacted away; its offset span kept) holds no record
+/// at that offset: a small read there returns the next batch's first record, not that batch.
+/// Kills `+` -> `*` in the test of a dense batch (record count = last offset delta + 1), which
+/// took this batch for a dense one.
+#[test]
+fn a_read_of_a_batchs_missing_last_offset_returns_the_next_record() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    let recs: Vec<spec::Rec> = (0..9).map(|o| spec::Rec::new(o, T0, Some(b"k"), Some(b"v"))).collect();
+    let mut log = spec::batch(0, &recs, Some(9));
+    let recs: Vec<spec::Rec> = (10..15).map(|o| spec::Rec::new(o, T0, Some(b"k"), Some(b"v"))).collect();
+    log.extend(spec::batch(10, &recs, None));
+    write_segment(&dir, 0, &log)?;
+    for on in [true, false] {
+        let p = Partition::options().mmap_reads(on).open(&dir)?;
+        for max_bytes in [1, 100, 1 << 20] {
+            let r = p.read(9, max_bytes)?;
+            assert_eq!(offsets_of(&r).first(), Some(&10), "mmap_reads {on}, {max_bytes} bytes");
+        }
+    }
+    Ok(())
+}
