@@ -5,7 +5,7 @@
 //! test, so a crafted file is what the format says, not what the code happens to write.
 //! Randomized sweeps print their seed and replay from `PARTLOG_SEED`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use partlog::fs::sim::{CrashMode, SimFs};
@@ -2318,6 +2318,28 @@ fn sealed_log(dir: &Path, n: u64, per_batch: u64, size: usize) -> TestResult {
     Ok(())
 }
 
+/// `sealed_log(dir, 300, 10, 1000)` in a new directory, its `.log` then changed by `edit`
+/// (after the clean close, so the next open does not scan it). Returns the directory (with
+/// the guard that removes it) and what `edit` returned.
+fn edited_sealed_log<R>(
+    edit: impl FnOnce(&mut Vec<u8>) -> TestResult<R>,
+) -> TestResult<(tempfile::TempDir, PathBuf, R)> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("p");
+    sealed_log(&dir, 300, 10, 1000)?;
+    let path = dir.join(spec::seg_name(0, "log"));
+    let mut log = std::fs::read(&path)?;
+    let r = edit(&mut log)?;
+    std::fs::write(&path, &log)?;
+    Ok((tmp, dir, r))
+}
+
+/// The position and length of the batch with base offset `base` in a `.log` image.
+fn batch_span(log: &[u8], base: u64) -> TestResult<(usize, usize)> {
+    let found = spec::batches(log).into_iter().find(|(_, b)| spec::header(b).base_offset == base);
+    found.map(|(pos, b)| (pos, b.len())).ok_or_else(|| format!("no batch at {base}").into())
+}
+
 /// Without maps, a read takes one `pread` from its index entry: for a small read, of the
 /// batches up to the next entry (here the one batch holding the record, as many bytes as it
 /// returns); for a large one, of its budget plus the scan from the entry
@@ -2449,16 +2471,11 @@ fn an_unmapped_lookup_by_timestamp_reads_from_its_index_entry() -> TestResult {
 /// -> `>=` in the budget test (two batches of exactly the budget cut to one).
 #[test]
 fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("p");
-    sealed_log(&dir, 300, 10, 1000)?;
-    let path = dir.join(spec::seg_name(0, "log"));
-    let mut log = std::fs::read(&path)?;
-    let (pos, b) =
-        spec::batches(&log).into_iter().find(|(_, b)| spec::header(b).base_offset == 140).ok_or("batch 140")?;
-    let flip = pos + b.len() - 10;
-    log[flip] ^= 0x55;
-    std::fs::write(&path, &log)?;
+    let (_tmp, dir, ()) = edited_sealed_log(|log| {
+        let (pos, len) = batch_span(log, 140)?;
+        log[pos + len - 10] ^= 0x55;
+        Ok(())
+    })?;
     for on in [true, false] {
         let p = Partition::options().mmap_reads(on).open(&dir)?;
         let len = p.read(120, 100)?.size_bytes();
@@ -2487,15 +2504,11 @@ fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
 fn a_damaged_header_after_good_batches_ends_the_read() -> TestResult {
     // (byte of the header, its new value, what the read of the batch reports)
     for (at, value, kind) in [(8, 7, CorruptKind::BatchMagic), (16, 7, CorruptKind::BatchChecksum)] {
-        let tmp = tempfile::tempdir()?;
-        let dir = tmp.path().join("p");
-        sealed_log(&dir, 300, 10, 1000)?;
-        let path = dir.join(spec::seg_name(0, "log"));
-        let mut log = std::fs::read(&path)?;
-        let batches = spec::batches(&log);
-        let pos = batches.iter().find(|(_, b)| spec::header(b).base_offset == 140).ok_or("batch 140")?.0;
-        log[pos + at] = value;
-        std::fs::write(&path, &log)?;
+        let (_tmp, dir, pos) = edited_sealed_log(|log| {
+            let (pos, _) = batch_span(log, 140)?;
+            log[pos + at] = value;
+            Ok(pos)
+        })?;
         for on in [true, false] {
             let p = Partition::options().mmap_reads(on).open(&dir)?;
             for max_bytes in [100, 64 << 10, 1 << 20] {
@@ -2565,16 +2578,13 @@ fn a_read_in_a_gap_after_passed_over_batches_checks_the_last_one() -> TestResult
 /// reports it, at its position. Kills `+` -> `-` and `*` in that check's range and position.
 #[test]
 fn a_read_that_finds_nothing_in_a_segment_claiming_the_offset_checks_the_last_batch() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("p");
-    sealed_log(&dir, 300, 10, 1000)?;
-    let path = dir.join(spec::seg_name(0, "log"));
-    let mut log = std::fs::read(&path)?;
-    let (pos, b) = *spec::batches(&log).last().ok_or("a batch")?;
-    assert_eq!((spec::header(b).base_offset, pos + b.len()), (290, log.len()));
-    // The low byte of the base offset (byte 16): 290 becomes 263, ending at 272.
-    log[pos + 16] = 7;
-    std::fs::write(&path, &log)?;
+    let (_tmp, dir, pos) = edited_sealed_log(|log| {
+        let (pos, len) = batch_span(log, 290)?;
+        assert_eq!(pos + len, log.len(), "the last batch");
+        // The low byte of the base offset (byte 16): 290 becomes 263, ending at 272.
+        log[pos + 16] = 7;
+        Ok(pos)
+    })?;
     for on in [true, false] {
         let p = Partition::options().mmap_reads(on).open(&dir)?;
         for (offset, max_bytes) in [(295, 100), (290, 1 << 20), (299, 64 << 10)] {
