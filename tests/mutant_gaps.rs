@@ -2260,6 +2260,7 @@ fn read_calls(p: &Partition, fs: &CountingFs, offset: u64, max_bytes: usize) -> 
 /// of a sealed segment copied), and `<` -> `==`, `>` and `<=` in `max_bytes < PREFAULT_MIN`
 /// (reads of 100 bytes and of exactly 64 KiB taken for the other kind).
 #[test]
+#[cfg(target_os = "linux")] // maps are Linux-only
 fn mmap_reads_decides_which_reads_use_the_map() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("p");
