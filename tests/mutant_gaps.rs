@@ -2341,6 +2341,23 @@ fn batch_span(log: &[u8], base: u64) -> TestResult<(usize, usize)> {
     found.map(|(pos, b)| (pos, b.len())).ok_or_else(|| format!("no batch at {base}").into())
 }
 
+/// Writes `log` as segment 0 in `dir`, and seals it with a clean close (so that a later open
+/// does not scan it).
+fn sealed_segment(dir: &Path, log: &[u8]) -> TestResult {
+    write_segment(dir, 0, log)?;
+    let p = Partition::open(dir)?;
+    assert!(p.roll()?);
+    p.close()?;
+    Ok(())
+}
+
+/// Asserts that `read` failed with `Error::Corrupt` of `kind` at byte `at` of the file.
+fn assert_corrupt(read: Result<partlog::Records, Error>, kind: CorruptKind, at: u64, ctx: &str) -> TestResult {
+    let err = read.err().ok_or_else(|| format!("{ctx}: the damage is not reported"))?;
+    assert!(matches!(err, Error::Corrupt { kind: k, offset, .. } if k == kind && offset == at), "{ctx}: {err:?}");
+    Ok(())
+}
+
 /// Without maps, a read takes one `pread` from its index entry: for a small read, of the
 /// batches up to the next entry (here the one batch holding the record, as many bytes as it
 /// returns); for a large one, of its budget plus the scan from the entry
@@ -2472,10 +2489,10 @@ fn an_unmapped_lookup_by_timestamp_reads_from_its_index_entry() -> TestResult {
 /// -> `>=` in the budget test (two batches of exactly the budget cut to one).
 #[test]
 fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
-    let (_tmp, dir, ()) = edited_sealed_log(|log| {
+    let (_tmp, dir, pos) = edited_sealed_log(|log| {
         let (pos, len) = batch_span(log, 140)?;
         log[pos + len - 10] ^= 0x55;
-        Ok(())
+        Ok(pos)
     })?;
     for on in [true, false] {
         let p = Partition::options().mmap_reads(on).open(&dir)?;
@@ -2487,8 +2504,7 @@ fn a_remembered_check_covers_only_the_batch_at_its_index_entry() -> TestResult {
         let r = p.read(120, 1 << 20)?;
         assert_eq!(offsets_of(&r), (120..140).collect::<Vec<_>>(), "mmap_reads {on}: stops before the damage");
         assert_eq!(r.next_fetch_offset(), 140);
-        let err = p.read(140, 1 << 20).err().ok_or("the damaged batch reported")?;
-        assert!(matches!(err, Error::Corrupt { .. }), "mmap_reads {on}: {err:?}");
+        assert_corrupt(p.read(140, 1 << 20), CorruptKind::BatchChecksum, pos as u64, &format!("mmap_reads {on}"))?;
     }
     Ok(())
 }
@@ -2519,11 +2535,7 @@ fn a_damaged_header_after_good_batches_ends_the_read() -> TestResult {
                 assert!(got.last().is_some_and(|&l| l < 140), "byte {at}, mmap_reads {on}, {max_bytes} bytes: {got:?}");
                 assert!(r.next_fetch_offset() <= 140, "byte {at}, mmap_reads {on}, {max_bytes} bytes");
             }
-            let err = p.read(140, 100).err().ok_or("the damaged batch reported")?;
-            assert!(
-                matches!(err, Error::Corrupt { kind: k, offset, .. } if k == kind && offset == pos as u64),
-                "byte {at}, mmap_reads {on}: {err:?}"
-            );
+            assert_corrupt(p.read(140, 100), kind, pos as u64, &format!("byte {at}, mmap_reads {on}"))?;
         }
     }
     Ok(())
@@ -2544,16 +2556,11 @@ fn a_read_in_a_gap_after_passed_over_batches_checks_the_last_one() -> TestResult
         let mut log = spec::single_batches(0, 100, value_of);
         let gap_at = log.len();
         log.extend(spec::single_batches(105, 15, value_of));
-        write_segment(&dir, 0, &log)?;
-        {
-            let p = Partition::open(&dir)?;
-            assert!(p.roll()?);
-            p.close()?;
-        }
+        sealed_segment(&dir, &log)?;
+        let (pos, len) = batch_span(&log, 99)?;
+        assert_eq!(pos + len, gap_at);
         if damaged {
             // A value byte of batch 99, the last one before the gap.
-            let (pos, b) = *spec::batches(&log).iter().find(|(_, b)| spec::header(b).base_offset == 99).ok_or("99")?;
-            assert_eq!(pos + b.len(), gap_at);
             log[gap_at - 2] ^= 0x55;
             std::fs::write(dir.join(spec::seg_name(0, "log")), &log)?;
         }
@@ -2562,8 +2569,12 @@ fn a_read_in_a_gap_after_passed_over_batches_checks_the_last_one() -> TestResult
             for offset in [100, 102, 104] {
                 let r = p.read(offset, 100);
                 if damaged {
-                    let err = r.err().ok_or("the damaged batch reported")?;
-                    assert!(matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, .. }), "{err:?}");
+                    assert_corrupt(
+                        r,
+                        CorruptKind::BatchChecksum,
+                        pos as u64,
+                        &format!("mmap_reads {on}, read({offset})"),
+                    )?;
                 } else {
                     assert_eq!(offsets_of(&r?).first(), Some(&105), "mmap_reads {on}, read({offset})");
                 }
@@ -2589,11 +2600,8 @@ fn a_read_that_finds_nothing_in_a_segment_claiming_the_offset_checks_the_last_ba
     for on in [true, false] {
         let p = Partition::options().mmap_reads(on).open(&dir)?;
         for (offset, max_bytes) in [(295, 100), (290, 1 << 20), (299, 64 << 10)] {
-            let err = p.read(offset, max_bytes).err().ok_or("the damaged batch reported")?;
-            assert!(
-                matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, offset: at, .. } if at == pos as u64),
-                "mmap_reads {on}, read({offset}): {err:?}"
-            );
+            let ctx = format!("mmap_reads {on}, read({offset}, {max_bytes})");
+            assert_corrupt(p.read(offset, max_bytes), CorruptKind::BatchChecksum, pos as u64, &ctx)?;
         }
     }
     Ok(())
@@ -2610,22 +2618,13 @@ fn the_last_batch_check_after_a_large_batch_reads_the_whole_batch() -> TestResul
     let mut log = spec::batch(0, &[spec::Rec::new(0, T0, Some(b"k"), Some(&big))], None);
     let pos = log.len();
     log.extend(spec::batch(1, &[spec::Rec::new(1, T0, Some(b"k"), Some(&[b'v'; 1000]))], None));
-    write_segment(&dir, 0, &log)?;
-    {
-        let p = Partition::open(&dir)?;
-        assert!(p.roll()?);
-        p.close()?;
-    }
+    sealed_segment(&dir, &log)?;
     // Batch 1's base offset becomes 0: it seems to end before offset 1.
     log[pos + 16] = 0;
     std::fs::write(dir.join(spec::seg_name(0, "log")), &log)?;
     for on in [true, false] {
         let p = Partition::options().mmap_reads(on).open(&dir)?;
-        let err = p.read(1, 100).err().ok_or("the damaged batch reported")?;
-        assert!(
-            matches!(err, Error::Corrupt { kind: CorruptKind::BatchChecksum, offset: at, .. } if at == pos as u64),
-            "mmap_reads {on}: {err:?}"
-        );
+        assert_corrupt(p.read(1, 100), CorruptKind::BatchChecksum, pos as u64, &format!("mmap_reads {on}"))?;
     }
     Ok(())
 }
